@@ -1,0 +1,3 @@
+from pinn.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""Command line: ``pinn fit|validate|test|predict -c configs/X.yaml [--ckpt_path PATH|last]``."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import ArgsType, LightningCLI
+
+from pinn.data import ElasticDataModule
+from pinn.module import ElasticPINN
+
+
+class UserError(ValueError):
+    """An error the user can fix (bad value, missing file); the CLI prints it in one line and exits 2."""
+
+
+def find_last_checkpoint(save_dir: str | Path, name: str) -> tuple[Path, int] | None:
+    """The ``last.ckpt`` of the newest version under ``save_dir/name``, with that version number."""
+    found = []
+    for path in Path(save_dir, name).glob("version_*/checkpoints/last.ckpt"):
+        match = re.fullmatch(r"version_(\d+)", path.parent.parent.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if not found:
+        return None
+    version, path = max(found)
+    return path, version
+
+
+class PINNCLI(LightningCLI):
+    """LightningCLI for elastic PINNs: links the problem from the data module into the model, adds a
+    ``checkpoint`` section (ModelCheckpoint, best by ``val/rel_l2`` plus ``last.ckpt``), and resolves
+    ``--ckpt_path last`` to the previous run of the same experiment so it continues in the same log folder."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.problem", "model.problem", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/rel_l2",
+            "checkpoint.mode": "min",
+            "checkpoint.save_top_k": 3,
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "step={step}-rel_l2={val/rel_l2:.3e}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("ckpt_path") != "last":
+            return
+        logger = config.trainer.get("logger")
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        save_dir = (init or {}).get("save_dir") or "lightning_logs"
+        name = (init or {}).get("name") or "lightning_logs"
+        found = find_last_checkpoint(save_dir, name)
+        if found is None:
+            raise UserError(
+                f"--ckpt_path last: no last.ckpt under {Path(save_dir, name)}/version_*/checkpoints/. "
+                "Start a new run without --ckpt_path, or give the checkpoint file."
+            )
+        path, version = found
+        config.ckpt_path = str(path)
+        if init is not None:
+            init["version"] = version  # continue writing into the same TensorBoard folder
+
+
+def cli_main(args: ArgsType = None) -> PINNCLI:
+    """Build and run the CLI (``args`` as a list or dict for tests, else ``sys.argv``)."""
+    return PINNCLI(
+        ElasticPINN,
+        ElasticDataModule,
+        args=args,
+        trainer_defaults={
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "lightning_logs", "name": "default"},
+            },
+            "inference_mode": False,
+        },
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def main() -> None:
+    """Console entry point: user errors in one line with exit code 2 (``PINN_DEBUG=1`` shows the traceback)."""
+    try:
+        cli_main()
+    except (UserError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("PINN_DEBUG"):
+            raise
+        print(f"pinn: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""ElasticDataModule: the collocation, boundary and initial point pools, and the validation grid.
+
+The data module owns all randomness of sampling through its own ``torch.Generator``; its ``state_dict`` holds
+the pools and that generator, so a checkpoint carries them. A training batch is a dict of ``(n, 3)`` tensors
+``{"interior", "boundary", "initial"}``. Which slice of the pools step ``s`` trains on is a pure function of
+``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from pinn.problems import PlaneWaves, Problem, Wave
+from pinn.sampling import SAMPLERS, Sampler, sample
+
+POOLS = ("interior", "boundary", "initial")
+
+
+class PointBatches:
+    """Iterable of ``steps_per_epoch`` training batches, starting at the trainer's current global step."""
+
+    def __init__(self, datamodule: ElasticDataModule) -> None:
+        self.dm = datamodule
+
+    def __len__(self) -> int:
+        return self.dm.steps_per_epoch
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        trainer = self.dm.trainer
+        start = trainer.global_step if trainer is not None else 0
+        for i in range(self.dm.steps_per_epoch):
+            yield self.dm.batch(start + i)
+
+
+class ElasticDataModule(L.LightningDataModule):
+    """Point pools for an elastic-wave PINN.
+
+    Args:
+        problem: The problem whose domain the points cover (shared with the model).
+        n_interior: Collocation points in the space-time interior (PDE residual).
+        n_boundary: Points on the four edges x time (boundary condition).
+        n_initial: Points on the initial slice t = t0 (initial displacement and velocity).
+        batch_size: Interior points per step; ``None`` trains full batch. Boundary and initial batches are
+            scaled so that every pool is traversed once per pass.
+        steps_per_epoch: Training steps that make one Lightning epoch (validation and epoch-end hooks run
+            between epochs).
+        sampler: How the pools are drawn: ``uniform``, ``lhs`` (Latin hypercube), ``sobol`` or ``grid``.
+        val_grid: Validation grid points along (x, y, t).
+        val_batch_size: Grid points per validation batch.
+        seed: Seed of the data module's own generator.
+    """
+
+    def __init__(
+        self,
+        problem: Problem | None = None,
+        n_interior: int = 4096,
+        n_boundary: int = 1024,
+        n_initial: int = 1024,
+        batch_size: int | None = None,
+        steps_per_epoch: int = 100,
+        sampler: Sampler = "uniform",
+        val_grid: tuple[int, int, int] = (41, 41, 11),
+        val_batch_size: int = 8192,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_interior", n_interior), ("n_boundary", n_boundary), ("n_initial", n_initial),
+                            ("steps_per_epoch", steps_per_epoch), ("val_batch_size", val_batch_size)):
+            if value < 1:
+                raise ValueError(f"data.{name}={value} must be >= 1.")
+        if batch_size is not None and not 1 <= batch_size <= n_interior:
+            raise ValueError(f"data.batch_size={batch_size} must be in [1, n_interior={n_interior}] or null.")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"data.sampler={sampler!r} must be one of {SAMPLERS}.")
+        if len(val_grid) != 3 or min(val_grid) < 2:
+            raise ValueError(f"data.val_grid={list(val_grid)} must be three counts >= 2 (x, y, t).")
+        self.problem = problem or PlaneWaves([Wave()])
+        self.n = {"interior": n_interior, "boundary": n_boundary, "initial": n_initial}
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.sampler = sampler
+        self.val_grid = tuple(val_grid)
+        self.val_batch_size = val_batch_size
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pools: dict[str, Tensor] = {}
+        self.pool_version = 0  # bumps whenever a pool is replaced, so batch permutations follow the new pool
+
+    # ---- pools -------------------------------------------------------------------------------------------
+    def draw(self, pool: str, n: int) -> Tensor:
+        """Draw ``n`` fresh points of one pool with the configured sampler and the module's generator."""
+        domain = self.problem.domain
+        if pool == "interior":
+            return domain.from_unit(sample(self.sampler, n, 3, self.generator))
+        if pool == "boundary":
+            return domain.boundary_from_unit(sample(self.sampler, n, 2, self.generator))
+        if pool == "initial":
+            return domain.initial_from_unit(sample(self.sampler, n, 2, self.generator))
+        raise KeyError(f"unknown pool {pool!r}; pools are {POOLS}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.pools:
+            self.pools = {name: self.draw(name, self.n[name]) for name in POOLS}
+
+    @property
+    def batches_per_pass(self) -> int:
+        return 1 if self.batch_size is None else math.ceil(self.pools["interior"].shape[0] / self.batch_size)
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        """The training batch of global step ``step``: full pools, or the step's slice of a seeded permutation."""
+        k = self.batches_per_pass
+        if k == 1:
+            return dict(self.pools)
+        epoch_pass, b = divmod(step, k)
+        g = torch.Generator().manual_seed(hash((self.seed, self.pool_version, epoch_pass)) & 0x7FFF_FFFF)
+        out = {}
+        for name, pool in self.pools.items():
+            perm = torch.randperm(pool.shape[0], generator=g)
+            size = math.ceil(pool.shape[0] / k)
+            out[name] = pool[perm[b * size:(b + 1) * size]]
+        return out
+
+    # ---- loaders -----------------------------------------------------------------------------------------
+    def train_dataloader(self) -> PointBatches:
+        return PointBatches(self)
+
+    def grid(self) -> Tensor:
+        """The validation grid ``(nx*ny*nt, 3)``."""
+        return self.problem.domain.grid(*self.val_grid)
+
+    def _grid_loader(self) -> DataLoader:
+        return DataLoader(self.grid(), batch_size=self.val_batch_size, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._grid_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._grid_loader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._grid_loader()
+
+    # ---- checkpoint --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "pools": {k: v.clone() for k, v in self.pools.items()},
+            "generator": self.generator.get_state(),
+            "pool_version": self.pool_version,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pools = {k: v.clone() for k, v in state["pools"].items()}
+        self.generator.set_state(state["generator"])
+        self.pool_version = int(state["pool_version"])

@@ -1,0 +1,106 @@
+"""The ``Fields`` record and the derivative engines that fill it.
+
+A network maps ``(N, 3)`` points ``(x, y, t)`` to ``(N, 2)`` displacements ``(u, v)``. The physics reads the
+displacement and exactly the partial derivatives it needs from a :class:`Fields`; an engine computes them.
+The loss terms ask for as little as they need (``order``):
+
+- ``"value"``:    u, v                                   (Dirichlet boundary, data, validation)
+- ``"velocity"``: u, v, u_t, v_t                         (initial velocity)
+- ``"gradient"``: u, v and all first derivatives          (strain, stress, traction)
+- ``"pde"``:      first derivatives plus u_xx, u_yy, u_xy, u_tt and the same for v (Navier-Cauchy residual)
+
+:func:`autograd_fields` is the reference engine (nested reverse mode) and works for any differentiable callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Order = Literal["value", "velocity", "gradient", "pde"]
+ORDERS: tuple[str, ...] = ("value", "velocity", "gradient", "pde")
+FIRST = ("u_x", "u_y", "u_t", "v_x", "v_y", "v_t")
+SECOND = ("u_xx", "u_yy", "u_xy", "u_tt", "v_xx", "v_yy", "v_xy", "v_tt")
+
+
+@dataclass
+class Fields:
+    """Displacement and its partial derivatives at N points; every entry is ``(N,)`` or ``None`` if not computed."""
+
+    u: Tensor
+    v: Tensor
+    u_x: Tensor | None = None
+    u_y: Tensor | None = None
+    u_t: Tensor | None = None
+    v_x: Tensor | None = None
+    v_y: Tensor | None = None
+    v_t: Tensor | None = None
+    u_xx: Tensor | None = None
+    u_yy: Tensor | None = None
+    u_xy: Tensor | None = None
+    u_tt: Tensor | None = None
+    v_xx: Tensor | None = None
+    v_yy: Tensor | None = None
+    v_xy: Tensor | None = None
+    v_tt: Tensor | None = None
+
+    @property
+    def displacement(self) -> Tensor:
+        """``(N, 2)`` stack of (u, v)."""
+        return torch.stack([self.u, self.v], dim=-1)
+
+    @property
+    def velocity(self) -> Tensor:
+        """``(N, 2)`` stack of (u_t, v_t)."""
+        return torch.stack([self.u_t, self.v_t], dim=-1)
+
+
+def _check_order(order: str) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"derivative order {order!r} is not one of {ORDERS}.")
+
+
+def _grad(out: Tensor, inp: Tensor) -> Tensor:
+    # create_graph keeps the derivative differentiable w.r.t. the weights (the loss backpropagates through it).
+    return torch.autograd.grad(out.sum(), inp, create_graph=torch.is_grad_enabled())[0]
+
+
+def autograd_fields(net: Callable[[Tensor], Tensor], xyt: Tensor, order: Order = "pde") -> Fields:
+    """Reference engine: nested reverse-mode autograd through any callable ``(N, 3) -> (N, 2)``.
+
+    First derivatives take one backward pass per output component; each second derivative column
+    (xx/xy, yy, tt) one more, so ``"pde"`` costs 2 + 6 backward passes.
+    """
+    _check_order(order)
+    if order == "value":
+        uv = net(xyt)  # (N, 2)
+        return Fields(uv[:, 0], uv[:, 1])
+    with torch.enable_grad():
+        xyt = xyt.detach().requires_grad_(True)
+        uv = net(xyt)  # (N, 2)
+        u, v = uv[:, 0], uv[:, 1]
+        du, dv = _grad(u, xyt), _grad(v, xyt)  # (N, 3) each
+        f = Fields(u, v, u_x=du[:, 0], u_y=du[:, 1], u_t=du[:, 2], v_x=dv[:, 0], v_y=dv[:, 1], v_t=dv[:, 2])
+        if order == "velocity":
+            f.u_x = f.u_y = f.v_x = f.v_y = None
+            return f
+        if order == "pde":
+            du_x, dv_x = _grad(f.u_x, xyt), _grad(f.v_x, xyt)
+            f.u_xx, f.u_xy, f.v_xx, f.v_xy = du_x[:, 0], du_x[:, 1], dv_x[:, 0], dv_x[:, 1]
+            f.u_yy, f.v_yy = _grad(f.u_y, xyt)[:, 1], _grad(f.v_y, xyt)[:, 1]
+            f.u_tt, f.v_tt = _grad(f.u_t, xyt)[:, 2], _grad(f.v_t, xyt)[:, 2]
+        return f
+
+
+Engine = Literal["auto", "autograd", "taylor"]
+
+
+def compute_fields(net: Callable[[Tensor], Tensor], xyt: Tensor, order: Order = "pde", engine: Engine = "auto") -> Fields:
+    """Fields of ``net`` at ``xyt`` ``(N, 3)`` with the chosen engine (``"auto"``: the fastest that applies)."""
+    if engine not in ("auto", "autograd", "taylor"):
+        raise ValueError(f"derivative engine {engine!r} is not one of ('auto', 'autograd', 'taylor').")
+    return autograd_fields(net, xyt, order)

@@ -1,0 +1,149 @@
+"""ElasticPINN: the LightningModule that turns point batches into named physics loss terms."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from pinn.derivatives import Engine, compute_fields
+from pinn.metrics import RelativeL2
+from pinn.network import MLP, Activation
+from pinn.optim import PersistentAdam
+from pinn.physics import residual
+from pinn.problems import PlaneWaves, Problem, Wave
+
+
+@dataclass
+class LossWeights:
+    """Weights of the loss terms; the training loss is their weighted sum.
+
+    Args:
+        pde: Navier-Cauchy residual (mean over interior points of |r|^2).
+        bc: Dirichlet boundary displacement.
+        ic_disp: Initial displacement.
+        ic_vel: Initial velocity.
+        data: Observed displacements (inverse problems).
+    """
+
+    pde: float = 1.0
+    bc: float = 1.0
+    ic_disp: float = 1.0
+    ic_vel: float = 1.0
+    data: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not value >= 0:
+                raise ValueError(f"model.loss_weights.{name}={value} must be >= 0.")
+
+
+def _mse(a: Tensor, b: Tensor) -> Tensor:
+    """Mean over points of the squared Euclidean distance of ``(N, 2)`` vectors."""
+    return ((a - b) ** 2).sum(-1).mean()
+
+
+class ElasticPINN(L.LightningModule):
+    r"""Physics-informed network for 2D elastodynamics.
+
+    The loss is :math:`\sum_k w_k L_k` over the named terms ``pde``, ``bc``, ``ic_disp``, ``ic_vel``:
+    mean squared Navier-Cauchy residual on interior points, squared displacement misfit on the boundary and at
+    t = t0, and squared velocity misfit at t = t0 (Raissi, Perdikaris & Karniadakis 2019).
+
+    Args:
+        problem: The problem (linked from ``data.problem`` by the CLI).
+        width: Units per hidden layer of the MLP.
+        depth: Hidden layers of the MLP.
+        activation: ``tanh`` or ``sin``.
+        loss_weights: Weight of each loss term.
+        optimizer: Optimizer factory; ``PersistentAdam`` by default, any ``torch.optim`` class in YAML.
+        scheduler: Optional learning-rate scheduler factory, stepped every training step.
+        engine: Derivative engine: ``auto`` (fastest that applies), ``autograd`` or ``taylor``.
+    """
+
+    def __init__(
+        self,
+        problem: Problem | None = None,
+        width: int = 64,
+        depth: int = 4,
+        activation: Activation = "tanh",
+        loss_weights: LossWeights | None = None,
+        optimizer: OptimizerCallable = PersistentAdam,
+        scheduler: LRSchedulerCallable | None = None,
+        engine: Engine = "auto",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
+        self.problem = problem or PlaneWaves([Wave()])
+        self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation)
+        self.weights = loss_weights or LossWeights()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.engine = engine
+        self.val_metric = RelativeL2()
+        self.test_metric = RelativeL2()
+
+    @property
+    def material(self):
+        return self.problem.material
+
+    def forward(self, xyt: Tensor) -> Tensor:
+        """Displacement ``(N, 2)`` at points ``(N, 3)``."""
+        return self.net(xyt)
+
+    def fields(self, xyt: Tensor, order: str):
+        return compute_fields(self.net, xyt, order, self.engine)
+
+    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Unweighted loss terms of one batch of points."""
+        p = self.problem
+        interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
+        f_int = self.fields(interior, "pde")
+        r = residual(f_int, self.material, p.body_force(interior))  # (N, 2)
+        f_ic = self.fields(initial, "velocity")
+        return {
+            "pde": (r**2).sum(-1).mean(),
+            "bc": _mse(self.net(boundary), p.boundary_displacement(boundary)),
+            "ic_disp": _mse(f_ic.displacement, p.initial_displacement(initial)),
+            "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)),
+        }
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms = self.loss_terms(batch)
+        loss = sum(getattr(self.weights, k) * v for k, v in terms.items())
+        self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    @torch.enable_grad()
+    def validation_step(self, xyt: Tensor, batch_idx: int) -> None:
+        self.val_metric.update(self(xyt), self.problem.displacement(xyt))
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metric.compute()
+        self.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True)
+        self.log_dict({f"val/{k}": v.float() for k, v in values.items()})
+        self.val_metric.reset()
+
+    @torch.enable_grad()
+    def test_step(self, xyt: Tensor, batch_idx: int) -> None:
+        self.test_metric.update(self(xyt), self.problem.displacement(xyt))
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metric.compute()
+        self.log_dict({f"test/{k}": v.float() for k, v in values.items()})
+        self.test_metric.reset()
+
+    def predict_step(self, xyt: Tensor, batch_idx: int) -> dict[str, Tensor]:
+        return {"xyt": xyt, "displacement": self(xyt)}
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
