@@ -1,15 +1,15 @@
 """ElasticDataModule: the collocation, boundary and initial point pools, and the validation grid.
 
 The data module owns all randomness of sampling through its own ``torch.Generator``; its ``state_dict`` holds
-the pools and that generator, so a checkpoint carries them. A training batch is a dict of ``(n, 3)`` tensors
-``{"interior", "boundary", "initial"}``. Which slice of the pools step ``s`` trains on is a pure function of
-``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
+the pools, that generator and the resampling counters, so a checkpoint carries them. A training batch is a dict
+of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``. Which slice of the pools step ``s`` trains on is a
+pure function of ``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
@@ -17,13 +17,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from pinn.problems import PlaneWaves, Problem, Wave
-from pinn.sampling import SAMPLERS, Sampler, sample
+from pinn.sampling import SAMPLERS, ResampleRule, Sampler, rad, rar_d, sample
 
 POOLS = ("interior", "boundary", "initial")
 
 
 class PointBatches:
-    """Iterable of ``steps_per_epoch`` training batches, starting at the trainer's current global step."""
+    """Iterable of ``steps_per_epoch`` training batches, starting at the trainer's current global step.
+
+    It has a length, so Lightning fetches no batch ahead: each batch is sliced after the previous step's
+    callbacks have run, and a pool resampled at the end of one step is what the next step trains on."""
 
     def __init__(self, datamodule: ElasticDataModule) -> None:
         self.dm = datamodule
@@ -50,7 +53,9 @@ class ElasticDataModule(L.LightningDataModule):
             scaled so that every pool is traversed once per pass.
         steps_per_epoch: Training steps that make one Lightning epoch (validation and epoch-end hooks run
             between epochs).
-        sampler: How the pools are drawn: ``uniform``, ``lhs`` (Latin hypercube), ``sobol`` or ``grid``.
+        sampler: How the pools are drawn: ``uniform``, ``lhs`` (Latin hypercube), ``sobol`` (scrambled) or
+            ``grid``; one name for every pool, or a mapping pool -> name such as
+            ``{interior: sobol, boundary: lhs}`` (pools not named use ``uniform``).
         val_grid: Validation grid points along (x, y, t).
         val_batch_size: Grid points per validation batch.
         seed: Seed of the data module's own generator.
@@ -64,7 +69,7 @@ class ElasticDataModule(L.LightningDataModule):
         n_initial: int = 1024,
         batch_size: int | None = None,
         steps_per_epoch: int = 100,
-        sampler: Sampler = "uniform",
+        sampler: Sampler | dict[str, Sampler] = "uniform",
         val_grid: tuple[int, int, int] = (41, 41, 11),
         val_batch_size: int = 8192,
         seed: int = 0,
@@ -76,8 +81,12 @@ class ElasticDataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name}={value} must be >= 1.")
         if batch_size is not None and not 1 <= batch_size <= n_interior:
             raise ValueError(f"data.batch_size={batch_size} must be in [1, n_interior={n_interior}] or null.")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"data.sampler={sampler!r} must be one of {SAMPLERS}.")
+        samplers = dict(sampler) if isinstance(sampler, dict) else dict.fromkeys(POOLS, sampler)
+        for pool, kind in samplers.items():
+            if pool not in POOLS:
+                raise ValueError(f"data.sampler names pool {pool!r}; pools are {POOLS}.")
+            if kind not in SAMPLERS:
+                raise ValueError(f"data.sampler={kind!r} for pool {pool!r} must be one of {SAMPLERS}.")
         if len(val_grid) != 3 or min(val_grid) < 2:
             raise ValueError(f"data.val_grid={list(val_grid)} must be three counts >= 2 (x, y, t).")
         self.problem = problem or PlaneWaves([Wave()])
@@ -85,23 +94,26 @@ class ElasticDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.sampler = sampler
+        self.samplers: dict[str, Sampler] = {pool: samplers.get(pool, "uniform") for pool in POOLS}
         self.val_grid = tuple(val_grid)
         self.val_batch_size = val_batch_size
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.pools: dict[str, Tensor] = {}
         self.pool_version = 0  # bumps whenever a pool is replaced, so batch permutations follow the new pool
+        self.resamples = 0  # adaptive resamples done so far
+        self.points_moved = 0  # interior points replaced or added by them, in total
 
     # ---- pools -------------------------------------------------------------------------------------------
     def draw(self, pool: str, n: int) -> Tensor:
-        """Draw ``n`` fresh points of one pool with the configured sampler and the module's generator."""
+        """Draw ``n`` fresh points of one pool with that pool's sampler and the module's generator."""
         domain = self.problem.domain
         if pool == "interior":
-            return domain.from_unit(sample(self.sampler, n, 3, self.generator))
+            return domain.from_unit(sample(self.samplers[pool], n, 3, self.generator))
         if pool == "boundary":
-            return domain.boundary_from_unit(sample(self.sampler, n, 2, self.generator))
+            return domain.boundary_from_unit(sample(self.samplers[pool], n, 2, self.generator))
         if pool == "initial":
-            return domain.initial_from_unit(sample(self.sampler, n, 2, self.generator))
+            return domain.initial_from_unit(sample(self.samplers[pool], n, 2, self.generator))
         raise KeyError(f"unknown pool {pool!r}; pools are {POOLS}")
 
     def setup(self, stage: str | None = None) -> None:
@@ -125,6 +137,40 @@ class ElasticDataModule(L.LightningDataModule):
             size = math.ceil(pool.shape[0] / k)
             out[name] = pool[perm[b * size:(b + 1) * size]]
         return out
+
+    def resample(self, rule: ResampleRule, residual_norm: Callable[[Tensor], Tensor]) -> dict:
+        """Redraw the interior pool from residuals with RAD or RAR-D (:mod:`pinn.sampling`).
+
+        Draws ``rule.n_candidates`` candidates with the interior sampler and this module's generator, asks
+        ``residual_norm`` for their residual norms ``(M,)``, and applies the rule. Everything random comes from
+        the generator, so the new pool is a function of the saved state and the network alone.
+
+        Returns:
+            ``{"moved": points new to the pool, "pool_size": its size, "residual": (M,) CPU norms or None}``.
+        """
+        pool = self.pools["interior"]
+        if rule.method == "rad" and rule.n_candidates < pool.shape[0]:
+            raise ValueError(
+                f"RAD n_candidates={rule.n_candidates} must be >= the interior pool size {pool.shape[0]} "
+                "(the new pool is drawn from the candidates without replacement); raise n_candidates."
+            )
+        cap = rule.max_points if rule.max_points is not None else 2 * self.n["interior"]
+        if rule.method == "rar-d" and pool.shape[0] >= cap:
+            return {"moved": 0, "pool_size": pool.shape[0], "residual": None}  # full: no candidates, no draws
+        candidates = self.draw("interior", rule.n_candidates)  # (M, 3)
+        r = residual_norm(candidates).detach().to("cpu", torch.float64).reshape(-1)  # (M,)
+        if r.numel() != candidates.shape[0]:
+            raise ValueError(f"residual_norm returned {r.numel()} values for {candidates.shape[0]} candidates.")
+        if rule.method == "rad":
+            new = rad(pool.shape[0], candidates, r, self.generator, k=rule.k, c=rule.c)
+        else:
+            new = rar_d(pool, candidates, r, self.generator, rule.n_add, cap, k=rule.k, c=rule.c)
+        moved = _count_new_rows(pool, new)
+        self.pools["interior"] = new
+        self.pool_version += 1
+        self.resamples += 1
+        self.points_moved += moved
+        return {"moved": moved, "pool_size": new.shape[0], "residual": r}
 
     # ---- loaders -----------------------------------------------------------------------------------------
     def train_dataloader(self) -> PointBatches:
@@ -152,9 +198,24 @@ class ElasticDataModule(L.LightningDataModule):
             "pools": {k: v.clone() for k, v in self.pools.items()},
             "generator": self.generator.get_state(),
             "pool_version": self.pool_version,
+            "resamples": self.resamples,
+            "points_moved": self.points_moved,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.pools = {k: v.clone() for k, v in state["pools"].items()}
         self.generator.set_state(state["generator"])
         self.pool_version = int(state["pool_version"])
+        self.resamples = int(state.get("resamples", 0))
+        self.points_moved = int(state.get("points_moved", 0))
+
+
+def _count_new_rows(old: Tensor, new: Tensor) -> int:
+    """How many rows of ``new`` are not rows of ``old`` (exact match), counted with multiplicity."""
+    if old.shape[0] == 0:
+        return new.shape[0]
+    both = torch.cat([old, new])  # (n_old + n_new, 3)
+    _, inverse = torch.unique(both, dim=0, return_inverse=True)
+    in_old = torch.zeros(int(inverse.max()) + 1, dtype=torch.bool)
+    in_old[inverse[: old.shape[0]]] = True
+    return int((~in_old[inverse[old.shape[0]:]]).sum())

@@ -97,12 +97,20 @@ class ElasticPINN(L.LightningModule):
     def fields(self, xyt: Tensor, order: str):
         return compute_fields(self.net, xyt, order, self.engine)
 
+    def pde_residual(self, xyt: Tensor) -> Tensor:
+        """Navier-Cauchy residual ``(N, 2)`` of the network at interior points ``(N, 3)``."""
+        return residual(self.fields(xyt, "pde"), self.material, self.problem.body_force(xyt))
+
+    def residual_norm(self, xyt: Tensor) -> Tensor:
+        """Euclidean norm of the residual at each point ``(N,)``, detached: what adaptive sampling ranks by."""
+        with torch.enable_grad():  # derivatives of the network need a graph even when the caller is in no_grad
+            return self.pde_residual(xyt).detach().norm(dim=-1)
+
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss terms of one batch of points."""
         p = self.problem
         interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
-        f_int = self.fields(interior, "pde")
-        r = residual(f_int, self.material, p.body_force(interior))  # (N, 2)
+        r = self.pde_residual(interior)  # (N, 2)
         f_ic = self.fields(initial, "velocity")
         return {
             "pde": (r**2).sum(-1).mean(),
