@@ -4,12 +4,12 @@ from pinn.data import ElasticDataModule
 from pinn.derivatives import Fields, autograd_fields, compute_fields
 from pinn.module import ElasticPINN, LossWeights
 from pinn.network import MLP
-from pinn.optim import PersistentAdam, persistent_adam
+from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
 from pinn.physics import Material, residual, strain, stress, traction
 from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
 
 __all__ = [
     "Domain", "ElasticDataModule", "ElasticPINN", "Fields", "LossWeights", "MLP", "Manufactured", "Material",
-    "PersistentAdam", "PlaneWaves", "Problem", "Wave", "autograd_fields", "compute_fields", "persistent_adam",
-    "residual", "strain", "stress", "traction",
+    "PersistentAdam", "PlaneWaves", "Problem", "StatelessAdam", "Wave", "autograd_fields", "compute_fields",
+    "persistent_adam", "residual", "strain", "stress", "traction",
 ]
