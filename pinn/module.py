@@ -119,6 +119,11 @@ class ElasticPINN(L.LightningModule):
             "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)),
         }
 
+    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # Loggers take their step from this loop counter, which Lightning bumps by one when it restarts from a
+        # checkpoint saved at validation end; tying it to the optimizer step makes a resumed curve join without a gap.
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
         loss = sum(getattr(self.weights, k) * v for k, v in terms.items())
