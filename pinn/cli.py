@@ -68,12 +68,14 @@ class PINNCLI(LightningCLI):
             init["version"] = version  # continue writing into the same TensorBoard folder
 
 
-def cli_main(args: ArgsType = None) -> PINNCLI:
-    """Build and run the CLI (``args`` as a list or dict for tests, else ``sys.argv``)."""
+def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
+    """Build and run the CLI (``args`` as a list or dict for tests, else ``sys.argv``; ``run=False`` only
+    parses the configuration and instantiates the classes)."""
     return PINNCLI(
         ElasticPINN,
         ElasticDataModule,
         args=args,
+        run=run,
         trainer_defaults={
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
