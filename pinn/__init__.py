@@ -1,7 +1,7 @@
 """Physics-informed neural networks for 2D elastic waves on PyTorch Lightning."""
 
 from pinn.data import ElasticDataModule
-from pinn.derivatives import Fields, autograd_fields, compute_fields
+from pinn.derivatives import Fields, autograd_fields, compute_fields, taylor_fields
 from pinn.module import ElasticPINN, LossWeights
 from pinn.network import MLP
 from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
@@ -11,5 +11,5 @@ from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
 __all__ = [
     "Domain", "ElasticDataModule", "ElasticPINN", "Fields", "LossWeights", "MLP", "Manufactured", "Material",
     "PersistentAdam", "PlaneWaves", "Problem", "StatelessAdam", "Wave", "autograd_fields", "compute_fields",
-    "persistent_adam", "residual", "strain", "stress", "traction",
+    "persistent_adam", "residual", "strain", "stress", "taylor_fields", "traction",
 ]
