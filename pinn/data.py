@@ -23,8 +23,11 @@ POOLS = ("interior", "boundary", "initial")
 
 
 class PointBatches:
-    """Iterable of ``steps_per_epoch`` training batches, starting at the trainer's current global step.
+    """Iterable of one epoch of training batches, from the trainer's current global step to the epoch's end.
 
+    An epoch is ``steps_per_epoch`` steps, so a run resumed from a mid-epoch checkpoint at step ``s`` yields only
+    steps ``s`` to the end of that epoch. It is a stateful loader for Lightning (``state_dict`` /
+    ``load_state_dict``) whose whole state is the global step, which Lightning restores itself.
     It has a length, so Lightning fetches no batch ahead: each batch is sliced after the previous step's
     callbacks have run, and a pool resampled at the end of one step is what the next step trains on."""
 
@@ -37,8 +40,14 @@ class PointBatches:
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         trainer = self.dm.trainer
         start = trainer.global_step if trainer is not None else 0
-        for i in range(self.dm.steps_per_epoch):
-            yield self.dm.batch(start + i)
+        for step in range(start, start - start % self.dm.steps_per_epoch + self.dm.steps_per_epoch):
+            yield self.dm.batch(step)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class ElasticDataModule(L.LightningDataModule):

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
+from pinn.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.derivatives import Engine, compute_fields
 from pinn.metrics import RelativeL2
 from pinn.network import MLP, Activation
@@ -79,7 +80,8 @@ class ElasticPINN(L.LightningModule):
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
         self.problem = problem or PlaneWaves([Wave()])
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation)
-        self.weights = loss_weights or LossWeights()
+        self.weights = LossWeights(**loss_weights) if isinstance(loss_weights, dict) else loss_weights or LossWeights()
+        self.hparams["loss_weights"] = asdict(self.weights)  # plain data, so checkpoints load with weights_only
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.engine = engine
@@ -153,6 +155,15 @@ class ElasticPINN(L.LightningModule):
 
     def predict_step(self, xyt: Tensor, batch_idx: int) -> dict[str, Tensor]:
         return {"xyt": xyt, "displacement": self(xyt)}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = rng_states()  # global RNGs: exact resume even if a user adds e.g. dropout
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer
+        check_state_dict(checkpoint["state_dict"], self.state_dict(), getattr(trainer, "ckpt_path", None) or "checkpoint")
+        if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,0 +1,343 @@
+"""Checkpoints that can be trusted: atomic writes, a whole-file checksum, a format version, safe loading.
+
+A checkpoint is an ordinary ``torch.save`` zip archive whose end-of-archive comment (a field every zip reader
+skips) holds ``PINN-SHA256:<64 hex digits>``, the SHA-256 of every byte before it. ``torch.load`` and ``zipfile``
+read the file as usual; :func:`load_checkpoint` first checks the digest, so a truncated or bit-flipped file is
+refused before any of it is unpickled, then unpickles with ``torch.load(weights_only=True)``, which builds only
+tensors and plain containers: a file crafted to run code on load is refused even when its checksum is valid.
+
+Writes go to a temporary file in the same folder, are flushed to disk (``fsync``) and renamed over the target
+(``os.replace``, atomic on POSIX and Windows), so a crash or ``SIGKILL`` at any moment leaves either the old
+complete file or the new complete file, never a mix. ``format_version`` inside the checkpoint says how its
+contents are laid out; :data:`MIGRATIONS` upgrades older layouts on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import io
+import os
+import pickle
+import random
+import secrets
+import struct
+import zipfile
+from argparse import Namespace
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol, get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
+
+FORMAT_VERSION = 1
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+"""``MIGRATIONS[v]`` turns a format-``v`` checkpoint dict into a format-``v + 1`` one (applied in turn on load)."""
+
+_MAGIC = b"PINN-SHA256:"
+_TRAILER = len(_MAGIC) + 64  # the comment: magic + hex digest
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes, the last 2 are the comment length
+_PLAIN_LEAVES = (Tensor, str, int, float, bool, bytes, type(None), torch.Size, torch.dtype, torch.device)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as it is; the message names the file, the problem and what to do."""
+
+
+# ---- the checksum -----------------------------------------------------------------------------------------
+def seal(archive: bytes) -> bytes:
+    """Append the SHA-256 trailer (as the zip comment) to a ``torch.save`` archive that has no comment yet."""
+    if len(archive) < 22 or archive[-22:-18] != _EOCD or archive[-2:] != b"\0\0":
+        raise ValueError("seal() expects the bytes of a torch.save archive without a zip comment")
+    head = archive[:-2] + struct.pack("<H", _TRAILER)
+    return head + _MAGIC + hashlib.sha256(head).hexdigest().encode("ascii")
+
+
+def verify(data: bytes, path: str | PurePath) -> None:
+    """Raise :class:`CheckpointError` unless ``data`` (the bytes of ``path``) carry an intact checksum."""
+    if not data:
+        raise CheckpointError(f"{path}: not a checkpoint: the file is empty.")
+    if data[-_TRAILER:-64] != _MAGIC:
+        if data[:4] != b"PK\x03\x04":
+            raise CheckpointError(f"{path}: not a checkpoint: it is not a torch.save archive.")
+        if data[-22:-18] == _EOCD:
+            raise CheckpointError(
+                f"{path}: not a pinn checkpoint: it carries no checksum, so it cannot be verified. If you trust "
+                f"it, add one with `python -m pinn.checkpointing seal {path}`."
+            )
+        raise CheckpointError(
+            f"{path}: truncated or damaged: the end of the file (with its checksum) is missing. "
+            "Resume from another checkpoint (an earlier step=*.ckpt in the same folder)."
+        )
+    recorded = data[-64:].decode("ascii", errors="replace")
+    actual = hashlib.sha256(data[:-_TRAILER]).hexdigest()
+    if actual != recorded:
+        raise CheckpointError(
+            f"{path}: checksum mismatch (sha256 {actual[:16]}..., recorded {recorded[:16]}...): the file is "
+            "corrupted. Resume from another checkpoint (an earlier step=*.ckpt in the same folder)."
+        )
+
+
+# ---- writing ----------------------------------------------------------------------------------------------
+def atomic_write(path: str | PurePath, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is, at every instant, either absent, the old file or ``data``.
+
+    Local files: temporary sibling, ``fsync``, ``os.replace``, then ``fsync`` of the folder so the rename itself
+    survives a power cut. Other filesystems (``s3://`` ...) write the object in one upload.
+    """
+    fs = get_filesystem(path)
+    if not _is_local_file_protocol(str(path)):
+        with fs.open(str(path), "wb") as f:
+            f.write(data)
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed mid-write leaves its temporary file behind; it is garbage, never a checkpoint.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if not stale.name.startswith(f".{path.name}.{os.getpid()}."):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def plain(value: Any, where: str = "checkpoint") -> Any:
+    """``value`` with dataclasses, namespaces, mapping subclasses, paths, enums and numpy values turned into plain
+    containers, scalars and tensors, which ``torch.load(weights_only=True)`` can rebuild. Returns ``value`` itself
+    when it is plain already (so ``OrderedDict`` state dicts keep their metadata)."""
+    if isinstance(value, _PLAIN_LEAVES):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, where)
+    if isinstance(value, Namespace):
+        return plain(vars(value), where)
+    if isinstance(value, Mapping):
+        items = {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+        if type(value) in (dict, OrderedDict) and all(items[k] is value[k] for k in value):
+            return value
+        return items
+    if isinstance(value, (list, tuple)):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if type(value) in (list, tuple) and all(a is b for a, b in zip(items, value)):
+            return value
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return plain(value.value, where)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    raise CheckpointError(
+        f"cannot save {where}: a {type(value).__qualname__} is not plain data. Checkpoints hold only tensors, "
+        "numbers, strings and containers of them, so that they load without running code; store its settings instead."
+    )
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | PurePath) -> None:
+    """Save ``checkpoint`` (plain data and tensors) to ``path`` atomically, with format version and checksum."""
+    payload = plain({**checkpoint, "format_version": FORMAT_VERSION})
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, seal(buffer.getvalue()))
+
+
+# ---- reading ----------------------------------------------------------------------------------------------
+def load_checkpoint(path: str | PurePath, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read, verify, safely unpickle and migrate the checkpoint at ``path``.
+
+    Raises:
+        CheckpointError: The file is missing, not a checkpoint, corrupted, holds non-plain objects, or has a
+            format this version cannot read. The message names the file and the problem.
+    """
+    fs = get_filesystem(path)
+    try:
+        with fs.open(str(path), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file.") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file.") from None
+    verify(data, path)
+    try:
+        checkpoint = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: refused: it holds a pickled object that is not plain data ({reason[:200]}). pinn checkpoints "
+            "hold only tensors and plain data; this file was crafted or written by other code. Do not load it."
+        ) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0][:200]}).") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint: it holds a {type(checkpoint).__name__}, not a dict.")
+    return migrate(checkpoint, path)
+
+
+def migrate(checkpoint: dict[str, Any], path: str | PurePath = "checkpoint") -> dict[str, Any]:
+    """Upgrade ``checkpoint`` to :data:`FORMAT_VERSION` with :data:`MIGRATIONS`, one version at a time."""
+    version = checkpoint.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: not a pinn checkpoint: it has no valid format_version ({version!r}).")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {version} is newer than this pinn reads ({FORMAT_VERSION}); upgrade pinn."
+        )
+    while version < FORMAT_VERSION:
+        if version not in MIGRATIONS:
+            raise CheckpointError(f"{path}: no migration from format version {version}; use the pinn that wrote it.")
+        checkpoint = MIGRATIONS[version](checkpoint)
+        version += 1
+        checkpoint["format_version"] = version
+    return checkpoint
+
+
+def check_state_dict(saved: Mapping[str, Tensor], current: Mapping[str, Tensor], path: str | PurePath) -> None:
+    """Raise :class:`CheckpointError` unless the checkpoint's ``saved`` weights fit the ``current`` model."""
+    hint = "Use the config the checkpoint was trained with (it is stored inside: drop -c to use it)."
+    for name, tensor in current.items():
+        if name in saved and tuple(saved[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: parameter {name} has shape {list(saved[name].shape)} in the checkpoint, the config says "
+                f"{list(tensor.shape)}. {hint}"
+            )
+    missing = [name for name in current if name not in saved]
+    unexpected = [name for name in saved if name not in current]
+    for names, where, other in ((missing, "the config's model", "the checkpoint"),
+                                (unexpected, "the checkpoint", "the config's model")):
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            raise CheckpointError(f"{path}: parameter {names[0]}{more} is in {where} but not in {other}. {hint}")
+
+
+# ---- global random state ----------------------------------------------------------------------------------
+def rng_states() -> dict[str, Any]:
+    """The global random states (torch CPU and CUDA, numpy, Python) as plain data and tensors."""
+    np_state = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_states` captured (CUDA states only onto the same number of devices)."""
+    torch.set_rng_state(states["torch"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ---- Lightning plugin -------------------------------------------------------------------------------------
+class VerifiedCheckpointIO(TorchCheckpointIO):
+    """Lightning ``CheckpointIO`` that writes with :func:`save_checkpoint` and reads with :func:`load_checkpoint`.
+
+    ``Trainer(plugins=[VerifiedCheckpointIO()])``; the ``pinn`` command line installs it by default. Loading is
+    always ``weights_only``, whatever the caller asks for.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options.")
+        save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for long runs, with the same arguments and two roles kept apart:
+
+    - the best ``save_top_k`` checkpoints by ``monitor`` (``step=...-rel_l2=....ckpt``), ranked only right after a
+      validation, so each file's score belongs to its own weights (never a stale score from an older validation);
+    - ``last.ckpt``, rewritten every ``every_n_train_steps`` steps (mid-epoch too; after the validation when one
+      is due at that step), after every validation and at the end of training, so a crash loses at most
+      ``every_n_train_steps`` steps.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self._every_n_train_steps
+        if n < 1 or trainer.global_step % n or self._should_skip_saving_checkpoint(trainer):
+            return
+        # Lightning resumes a checkpoint taken just before a scheduled validation as if that validation had run;
+        # so when one follows this batch, last.ckpt is written after it instead (on_validation_end). The question
+        # is asked of the epoch loop itself, which decides it with the same call right after this hook.
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Nothing: the ranking happens after validation, ``last.ckpt`` every n steps."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is None or self.monitor in candidates:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)  # again: it carries the updated ranking
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class SaveConfigToCheckpoint(SaveConfigCallback):
+    """Lightning's ``SaveConfigCallback`` (``config.yaml`` in the log folder) that also puts the parsed config, as
+    YAML text, into every checkpoint (``checkpoint["config"]``): the checkpoint alone rebuilds the run."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if not hasattr(self, "_yaml"):
+            config = self.config.clone()
+            config.ckpt_path = None
+            self._yaml = self.parser.dump(config, skip_none=False)
+        checkpoint["config"] = self._yaml
+
+
+def _seal_file(path: str) -> None:
+    """Add a checksum (and format version) to a trusted checkpoint written without one."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint.setdefault("format_version", FORMAT_VERSION)
+    save_checkpoint(checkpoint, path)
+    print(f"sealed {path}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 3 or sys.argv[1] != "seal":
+        sys.exit("usage: python -m pinn.checkpointing seal FILE.ckpt [...]")
+    for file in sys.argv[2:]:
+        _seal_file(file)

@@ -1,0 +1,180 @@
+"""Exact resume: a run interrupted at step k and resumed from its checkpoint continues the very same run.
+
+The harness trains the same tiny problem twice on CPU: once straight through, once stopped (a crash raised in a
+callback, or ``max_steps`` reached) and resumed from ``last.ckpt``. The per-step ``train/loss`` sequences, the
+steps at which validation ran and its ``val/rel_l2`` must agree bit for bit. To cover a new feature (a resampling
+rule, a scheduler), add a :class:`Case` to ``CASES``; every case runs under every interruption in ``STOPS``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from pinn.checkpointing import RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
+from pinn.data import ElasticDataModule
+from pinn.module import ElasticPINN
+from pinn.problems import PlaneWaves, Wave
+
+STEPS_PER_EPOCH = 4
+TOTAL_STEPS = 14  # 2k with k = 7: the interruption falls mid-epoch
+
+
+@dataclass
+class Case:
+    """One training configuration. ``data``/``model``/``trainer`` are keyword arguments on top of tiny defaults;
+    ``callbacks`` builds fresh callbacks (e.g. a resampling rule) for each run."""
+
+    data: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)
+    callbacks: Callable[[], list[Callback]] = list
+
+
+CASES = {
+    "full-batch": Case(),
+    # 3 mini-batches per pass over 48 points and 4 steps per epoch: passes and epochs do not line up.
+    "mini-batch": Case(data={"batch_size": 16}),
+    "scheduler": Case(
+        data={"batch_size": 24},
+        model={"scheduler": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)},
+    ),
+}
+
+
+class Recorder(Callback):
+    """Per-step training loss and every validation result, keyed by the global step they belong to."""
+
+    def __init__(self) -> None:
+        self.losses: list[tuple[int, float]] = []
+        self.vals: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append((trainer.global_step, outputs["loss"].item()))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.vals.append((trainer.global_step, trainer.callback_metrics["val/rel_l2"].item()))
+
+
+class Crashed(RuntimeError):
+    """Stands for anything that ends a run abruptly (an error, Ctrl-C, a pre-empted node)."""
+
+
+class Crash(Callback):
+    """Raise at the start of training step ``step`` (``where="train"``) or of the validation that follows it."""
+
+    def __init__(self, step: int, where: str = "train") -> None:
+        self.step, self.where = step, where
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.where == "train" and trainer.global_step == self.step:
+            raise Crashed(f"step {self.step}")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.where == "val" and trainer.global_step == self.step and not trainer.sanity_checking:
+            raise Crashed(f"validation at step {self.step}")
+
+
+@dataclass
+class Stop:
+    """How the first run ends: ``max_steps`` reached, or a crash after checkpoints every ``every`` steps."""
+
+    max_steps: int
+    every: int = 0
+    crash: Crash | None = None
+
+
+STOPS = {
+    "max_steps mid-epoch": Stop(max_steps=7),
+    "crash mid-epoch": Stop(max_steps=TOTAL_STEPS, every=3, crash=Crash(8)),  # last.ckpt at step 6 (epoch 1)
+    "crash during validation": Stop(max_steps=TOTAL_STEPS, every=4, crash=Crash(8, "val")),  # saved before val
+}
+
+
+def train(case: Case, root: Path, max_steps: int, every: int = 0, extra: list[Callback] = (), ckpt_path=None):
+    """One run of ``case`` writing checkpoints under ``root``; returns its :class:`Recorder`."""
+    L.seed_everything(0, verbose=False)
+    problem = PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
+    data = dict(n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=STEPS_PER_EPOCH, val_grid=(4, 4, 3))
+    dm = ElasticDataModule(problem, **{**data, **case.data})
+    model = ElasticPINN(problem, **{"width": 8, "depth": 2, **case.model})
+    recorder = Recorder()
+    checkpoint = RunCheckpoint(dirpath=root, monitor="val/rel_l2", save_top_k=2, save_last=True,
+                               every_n_train_steps=every or None, enable_version_counter=False)
+    trainer = L.Trainer(
+        max_steps=max_steps, inference_mode=False, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=1, accelerator="cpu",
+        callbacks=[recorder, checkpoint, *case.callbacks(), *extra], plugins=[VerifiedCheckpointIO()],
+        **case.trainer,
+    )
+    try:
+        trainer.fit(model, dm, ckpt_path=ckpt_path)
+    except Crashed:  # Lightning re-raises after its shutdown hooks
+        pass
+    return recorder
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run of each case, computed once."""
+    cache: dict[str, Recorder] = {}
+
+    def get(name: str) -> Recorder:
+        if name not in cache:
+            cache[name] = train(CASES[name], tmp_path_factory.mktemp(f"ref-{name}"), TOTAL_STEPS)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("stop", list(STOPS), ids=list(STOPS))
+@pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
+def test_resume_is_bit_for_bit(name, stop, reference, tmp_path):
+    ref = reference(name)
+    assert [s for s, _ in ref.losses] == list(range(1, TOTAL_STEPS + 1))
+    assert [s for s, _ in ref.vals] == list(range(STEPS_PER_EPOCH, TOTAL_STEPS + 1, STEPS_PER_EPOCH))
+
+    spec = STOPS[stop]
+    first = train(CASES[name], tmp_path, spec.max_steps, spec.every, [spec.crash] if spec.crash else [])
+    k = load_checkpoint(tmp_path / "last.ckpt")["global_step"]
+    assert 0 < k < TOTAL_STEPS
+    second = train(CASES[name], tmp_path, TOTAL_STEPS, spec.every, ckpt_path=tmp_path / "last.ckpt")
+
+    # Everything the first run did before it stopped matches the reference (including the steps it loses) ...
+    assert first.losses == ref.losses[: len(first.losses)]
+    assert first.vals == ref.vals[: len(first.vals)]
+    # ... and the resumed run starts at step k + 1 and is the reference from there on, bit for bit.
+    assert second.losses == ref.losses[k:]
+    assert second.vals == [(s, v) for s, v in ref.vals if s > k or (s == k and (k, v) not in first.vals)]
+
+
+def test_mid_epoch_checkpoint_resumes_at_the_right_batch(tmp_path):
+    """A mini-batch run checkpointed mid-epoch and resumed trains step k + 1 on the batch of step k + 1."""
+    case = CASES["mini-batch"]
+    train(case, tmp_path, 5)  # 5 = epoch 1, batch 1 of 4
+    ckpt = load_checkpoint(tmp_path / "last.ckpt")
+    assert ckpt["global_step"] == 5
+    seen = []
+
+    class Batches(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((trainer.global_step, batch_idx, batch["interior"].clone()))
+
+    train(case, tmp_path, 8, extra=[Batches()], ckpt_path=tmp_path / "last.ckpt")
+    dm = ElasticDataModule(PlaneWaves([Wave()]), n_interior=48, n_boundary=12, n_initial=12, batch_size=16)
+    dm.load_state_dict(ckpt["ElasticDataModule"])
+    assert [(s, i) for s, i, _ in seen] == [(5, 1), (6, 2), (7, 3)]
+    for step, _, interior in seen:
+        assert torch.equal(interior, dm.batch(step)["interior"])
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
