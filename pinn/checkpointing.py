@@ -46,7 +46,8 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 _MAGIC = b"PINN-SHA256:"
 _TRAILER = len(_MAGIC) + 64  # the comment: magic + hex digest
 _EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes, the last 2 are the comment length
-_PLAIN_LEAVES = (Tensor, str, int, float, bool, bytes, type(None), torch.Size, torch.dtype, torch.device)
+# Exact types: a subclass (numpy.float64, a str enum) pickles as its own class, which weights_only refuses.
+_PLAIN_LEAVES = {str, int, float, bool, bytes, type(None), torch.Size, torch.dtype, torch.device, torch.nn.Parameter}
 
 
 class CheckpointError(ValueError):
@@ -69,13 +70,15 @@ def verify(data: bytes, path: str | PurePath) -> None:
     if data[-_TRAILER:-64] != _MAGIC:
         if data[:4] != b"PK\x03\x04":
             raise CheckpointError(f"{path}: not a checkpoint: it is not a torch.save archive.")
-        if data[-22:-18] == _EOCD:
+        eocd = data.rfind(_EOCD, max(0, len(data) - 22 - 65535))
+        declared = struct.unpack("<H", data[eocd + 20:eocd + 22])[0] if 0 <= eocd <= len(data) - 22 else -1
+        if declared == len(data) - eocd - 22 != _TRAILER:  # a whole archive, just without our checksum
             raise CheckpointError(
                 f"{path}: not a pinn checkpoint: it carries no checksum, so it cannot be verified. If you trust "
                 f"it, add one with `python -m pinn.checkpointing seal {path}`."
             )
         raise CheckpointError(
-            f"{path}: truncated or damaged: the end of the file (with its checksum) is missing. "
+            f"{path}: truncated or damaged: the end of the file, with its checksum, is missing or garbled. "
             "Resume from another checkpoint (an earlier step=*.ckpt in the same folder)."
         )
     recorded = data[-64:].decode("ascii", errors="replace")
@@ -128,7 +131,7 @@ def plain(value: Any, where: str = "checkpoint") -> Any:
     """``value`` with dataclasses, namespaces, mapping subclasses, paths, enums and numpy values turned into plain
     containers, scalars and tensors, which ``torch.load(weights_only=True)`` can rebuild. Returns ``value`` itself
     when it is plain already (so ``OrderedDict`` state dicts keep their metadata)."""
-    if isinstance(value, _PLAIN_LEAVES):
+    if type(value) in _PLAIN_LEAVES or type(value) is Tensor:
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, where)
@@ -322,7 +325,10 @@ class SaveConfigToCheckpoint(SaveConfigCallback):
         if not hasattr(self, "_yaml"):
             config = self.config.clone()
             config.ckpt_path = None
-            self._yaml = self.parser.dump(config, skip_none=False)
+            try:  # keep null values: a null that overrides a non-null default must survive the round trip
+                self._yaml = self.parser.dump(config, skip_unset=False)  # jsonargparse >= 4.49
+            except TypeError:
+                self._yaml = self.parser.dump(config, skip_none=False)
         checkpoint["config"] = self._yaml
 
 

@@ -7,9 +7,18 @@ import re
 import sys
 from pathlib import Path
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from jsonargparse import Namespace
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+from pinn.checkpointing import (
+    CheckpointError,
+    RunCheckpoint,
+    SaveConfigToCheckpoint,
+    VerifiedCheckpointIO,
+    check_state_dict,
+    load_checkpoint,
+)
 from pinn.data import ElasticDataModule
 from pinn.module import ElasticPINN
 
@@ -33,12 +42,15 @@ def find_last_checkpoint(save_dir: str | Path, name: str) -> tuple[Path, int] | 
 
 class PINNCLI(LightningCLI):
     """LightningCLI for elastic PINNs: links the problem from the data module into the model, adds a
-    ``checkpoint`` section (ModelCheckpoint, best by ``val/rel_l2`` plus ``last.ckpt``), and resolves
-    ``--ckpt_path last`` to the previous run of the same experiment so it continues in the same log folder."""
+    ``checkpoint`` section (:class:`~pinn.checkpointing.RunCheckpoint`: best by ``val/rel_l2`` plus ``last.ckpt``),
+    and resolves ``--ckpt_path last`` to the previous run of the same experiment so it continues in the same log
+    folder. Checkpoints are written and read by :class:`~pinn.checkpointing.VerifiedCheckpointIO` and carry the
+    run's config, so ``--ckpt_path X`` without ``-c`` rebuilds the run from the checkpoint alone; a checkpoint is
+    verified (checksum, format, shapes against the model) before anything is written."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.problem", "model.problem", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/rel_l2",
             "checkpoint.mode": "min",
@@ -46,7 +58,31 @@ class PINNCLI(LightningCLI):
             "checkpoint.save_last": True,
             "checkpoint.filename": "step={step}-rel_l2={val/rel_l2:.3e}",
             "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.every_n_train_steps": 100,
+            "checkpoint.enable_version_counter": False,  # last.ckpt keeps its name when a run continues
         })
+
+    def parse_arguments(self, parser, args: ArgsType) -> None:
+        """Parse; when ``--ckpt_path FILE`` comes without a config, start from the config stored in FILE."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        if sub is None or isinstance(args, (dict, Namespace)):
+            return
+        ckpt_path = self.config[sub].get("ckpt_path")
+        given = self.config.get("config") or self.config[sub].get("config")
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc") or given:
+            return
+        stored = load_checkpoint(ckpt_path).get("config")
+        if not stored:
+            raise CheckpointError(f"{ckpt_path}: holds no run config (not written by `pinn fit`); pass one with -c.")
+        argv = list(sys.argv[1:] if args is None else args)
+        at = argv.index(sub) + 1
+        self.config = parser.parse_args([*argv[:at], "--config", stored, *argv[at:]])  # the command line wins
+
+    def _parse_ckpt_path(self) -> None:
+        """Disabled: LightningCLI's version reads the checkpoint unverified and silently puts its model
+        hyper-parameters over the given config; here the stored config is used only when none is given, and a
+        checkpoint that does not fit the config is an error (``after_instantiate_classes``)."""
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -67,6 +103,18 @@ class PINNCLI(LightningCLI):
         if init is not None:
             init["version"] = version  # continue writing into the same TensorBoard folder
 
+    def after_instantiate_classes(self) -> None:
+        """Verify the checkpoint and its fit to the model now, before the trainer writes anything."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
+        if ckpt_path and ckpt_path not in ("best", "hpc") and not str(ckpt_path).startswith("registry"):
+            check_state_dict(load_checkpoint(ckpt_path)["state_dict"], self.model.state_dict(), ckpt_path)
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not when a config picks its own
+            trainer.strategy.checkpoint_io = VerifiedCheckpointIO()
+        return trainer
+
 
 def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
     """Build and run the CLI (``args`` as a list or dict for tests, else ``sys.argv``; ``run=False`` only
@@ -83,6 +131,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
             },
             "inference_mode": False,
         },
+        save_config_callback=SaveConfigToCheckpoint,
         save_config_kwargs={"overwrite": True},
     )
 

@@ -161,7 +161,8 @@ class ElasticPINN(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = self._trainer
-        check_state_dict(checkpoint["state_dict"], self.state_dict(), getattr(trainer, "ckpt_path", None) or "checkpoint")
+        path = getattr(trainer, "ckpt_path", None) or "checkpoint"
+        check_state_dict(checkpoint["state_dict"], self.state_dict(), path)  # one clear error, not a RuntimeError
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 

@@ -10,6 +10,7 @@ import lightning as L
 import pytest
 import torch
 
+from pinn.checkpointing import save_checkpoint
 from pinn.cli import cli_main, main
 from pinn.data import ElasticDataModule
 from pinn.module import ElasticPINN
@@ -86,7 +87,7 @@ def test_cli_reports_damaged_optimizer_state_in_one_line(checkpoint, tmp_path, m
     saved = torch.load(checkpoint[0], weights_only=True)
     del saved["optimizer_states"][0]["state"][1]["exp_avg_sq"]
     bad = tmp_path / "damaged.ckpt"
-    torch.save(saved, bad)
+    save_checkpoint(saved, bad)  # with a valid checksum: the damage is in the content
     # the checkpoint's weights are for width 8, depth 2 with PersistentAdam(amsgrad=True): build the same model
     args = ["pinn", "fit", "-c", str(CONFIGS / "plane_wave.yaml"), *TINY_CLI, "--model.depth", "2",
             "--model.optimizer.amsgrad", "true", "--trainer.max_steps", "6", "--trainer.logger", "false",

@@ -8,7 +8,11 @@ rule, a scheduler), add a :class:`Case` to ``CASES``; every case runs under ever
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +21,16 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pinn.checkpointing import RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
+from pinn.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
+from pinn.cli import cli_main
 from pinn.data import ElasticDataModule
 from pinn.module import ElasticPINN
 from pinn.problems import PlaneWaves, Wave
+from pinn.resampling import ResidualResampling
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STEPS_PER_EPOCH = 4
 TOTAL_STEPS = 14  # 2k with k = 7: the interruption falls mid-epoch
@@ -46,7 +55,20 @@ CASES = {
         data={"batch_size": 24},
         model={"scheduler": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)},
     ),
+    # adaptive resampling every 3 steps: the pools and the generator after each redraw must come back exactly
+    "rad": Case(data={"batch_size": 16}, callbacks=lambda: [
+        ResidualResampling("rad", every_n_steps=3, n_candidates=96, chunk_size=40, log_images=False)]),
+    "rar-d": Case(callbacks=lambda: [
+        ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8, chunk_size=40, log_images=False)]),
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
+    yield
+    torch.set_num_threads(threads)
 
 
 class Recorder(Callback):
@@ -174,6 +196,64 @@ def test_mid_epoch_checkpoint_resumes_at_the_right_batch(tmp_path):
     assert [(s, i) for s, i, _ in seen] == [(5, 1), (6, 2), (7, 3)]
     for step, _, interior in seen:
         assert torch.equal(interior, dm.batch(step)["interior"])
+
+
+KILL_CONFIG = """
+seed_everything: 0
+trainer:
+  max_steps: 100000
+  inference_mode: false
+  check_val_every_n_epoch: 2
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.TensorBoardLogger
+    init_args: {{save_dir: {root}/logs, name: kill}}
+model: {{width: 8, depth: 2}}
+data: {{n_interior: 48, n_boundary: 12, n_initial: 12, batch_size: 16, steps_per_epoch: 5, val_grid: [4, 4, 3]}}
+checkpoint: {{every_n_train_steps: 1, save_top_k: 2}}
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_last_loses_only_the_steps_since_the_checkpoint(tmp_path):
+    config = tmp_path / "kill.yaml"
+    config.write_text(KILL_CONFIG.format(root=tmp_path))
+    folder = tmp_path / "logs" / "kill" / "version_0"
+    last = folder / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "pinn", "fit", "-c", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:  # a checkpoint is written every step: kill while they are being written
+                if last.exists() and load_checkpoint(last)["global_step"] >= 8:
+                    break
+            except CheckpointError as err:
+                pytest.fail(f"a reader saw a half-written checkpoint: {err}")
+            time.sleep(0.02)
+        assert proc.poll() is None, "training ended or never started"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    # every checkpoint on disk is whole; the killed writer's temporary file, if any, is not a checkpoint
+    for path in folder.glob("checkpoints/*.ckpt"):
+        load_checkpoint(path)
+    k = load_checkpoint(last)["global_step"]
+    assert k >= 8
+
+    cli = cli_main(["fit", "-c", str(config), "--ckpt_path", "last", "--trainer.max_steps", str(k + 3)])
+    assert cli.trainer.global_step == k + 3 and cli.trainer.logger.version == 0
+    assert not list(folder.glob("checkpoints/.*.tmp"))
+    # the resumed run's TensorBoard curve starts right after the checkpoint, in the same folder: no gap, no shift
+    # (Lightning logs the loss of the step that takes global_step from s to s + 1 at s, from s = 0)
+    newest = max(folder.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    events = EventAccumulator(str(newest), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [k, k + 1, k + 2]
 
 
 if __name__ == "__main__":
