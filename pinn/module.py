@@ -105,8 +105,10 @@ class ElasticPINN(L.LightningModule):
 
     def residual_norm(self, xyt: Tensor) -> Tensor:
         """Euclidean norm of the residual at each point ``(N,)``, detached: what adaptive sampling ranks by."""
-        with torch.enable_grad():  # derivatives of the network need a graph even when the caller is in no_grad
-            return self.pde_residual(xyt).detach().norm(dim=-1)
+        # No graph through the weights: the Taylor engine then runs as a plain forward pass, and the autograd
+        # engine enables gradients itself for the input derivatives it needs.
+        with torch.no_grad():
+            return self.pde_residual(xyt).norm(dim=-1)
 
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss terms of one batch of points."""
