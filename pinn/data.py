@@ -4,17 +4,24 @@ The data module owns all randomness of sampling through its own ``torch.Generato
 the pools, that generator and the resampling counters, so a checkpoint carries them. A training batch is a dict
 of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``. Which slice of the pools step ``s`` trains on is a
 pure function of ``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
+
+Several processes (Lightning DDP): every rank draws the same GLOBAL pools from the same seed and keeps them (the
+``state_dict`` is the same on every rank and independent of the device count). The point counts and
+``batch_size`` are global budgets: step ``s``'s global batch is the single-process batch, and rank ``r`` of ``W``
+trains on rows ``r, r + W, ...`` of it, so the ranks' shares are disjoint and their union is the global batch.
+With every per-step count divisible by ``W``, DDP's gradient average equals the gradient of the global batch.
+The validation grid is split the same way, without padding or duplicates, into the same number of batches on
+every rank, so the metric's summed states equal the single-process ones.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from pinn.problems import PlaneWaves, Problem, Wave
 from pinn.sampling import SAMPLERS, ResampleRule, Sampler, rad, rar_d, sample
@@ -50,16 +57,30 @@ class PointBatches:
         pass
 
 
+class GridBatches:
+    """Iterable of validation-grid batches (one loader to Lightning, which reads a list as several loaders)."""
+
+    def __init__(self, batches: Sequence[Tensor]) -> None:
+        self.batches = list(batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self.batches)
+
+
 class ElasticDataModule(L.LightningDataModule):
     """Point pools for an elastic-wave PINN.
 
     Args:
         problem: The problem whose domain the points cover (shared with the model).
-        n_interior: Collocation points in the space-time interior (PDE residual).
+        n_interior: Collocation points in the space-time interior (PDE residual); this and the two counts below
+            are global budgets, split across processes under DDP.
         n_boundary: Points on the four edges x time (boundary condition).
         n_initial: Points on the initial slice t = t0 (initial displacement and velocity).
-        batch_size: Interior points per step; ``None`` trains full batch. Boundary and initial batches are
-            scaled so that every pool is traversed once per pass.
+        batch_size: Interior points per step, summed over all processes; ``None`` trains full batch. Boundary
+            and initial batches are scaled so that every pool is traversed once per pass.
         steps_per_epoch: Training steps that make one Lightning epoch (validation and epoch-end hooks run
             between epochs).
         sampler: How the pools are drawn: ``uniform``, ``lhs`` (Latin hypercube), ``sobol`` (scrambled) or
@@ -133,19 +154,38 @@ class ElasticDataModule(L.LightningDataModule):
     def batches_per_pass(self) -> int:
         return 1 if self.batch_size is None else math.ceil(self.pools["interior"].shape[0] / self.batch_size)
 
-    def batch(self, step: int) -> dict[str, Tensor]:
-        """The training batch of global step ``step``: full pools, or the step's slice of a seeded permutation."""
+    def rank_and_world(self) -> tuple[int, int]:
+        """``(global rank, number of processes)`` of the attached trainer; ``(0, 1)`` without one."""
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
+    def global_batch(self, step: int) -> dict[str, Tensor]:
+        """The batch of global step ``step`` over all processes: full pools, or the step's slice of a seeded
+        permutation (``k`` balanced slices per pass, so none is empty while every pool has >= k points)."""
         k = self.batches_per_pass
         if k == 1:
             return dict(self.pools)
         epoch_pass, b = divmod(step, k)
         g = torch.Generator().manual_seed(hash((self.seed, self.pool_version, epoch_pass)) & 0x7FFF_FFFF)
-        out = {}
+        return {name: pool[torch.randperm(pool.shape[0], generator=g).tensor_split(k)[b]]
+                for name, pool in self.pools.items()}
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        """This process's share of :meth:`global_batch`: rows ``rank::world``."""
+        rank, world = self.rank_and_world()
+        out = self.global_batch(step)
+        return out if world == 1 else {name: points[rank::world] for name, points in out.items()}
+
+    def check_shares(self, world: int) -> None:
+        """Raise if some process would get no point of a pool in some step (its loss term would be NaN)."""
+        k = self.batches_per_pass
         for name, pool in self.pools.items():
-            perm = torch.randperm(pool.shape[0], generator=g)
-            size = math.ceil(pool.shape[0] / k)
-            out[name] = pool[perm[b * size:(b + 1) * size]]
-        return out
+            if pool.shape[0] // k < world:
+                raise ValueError(
+                    f"data.n_{name}={pool.shape[0]} gives {pool.shape[0] // k} points per step (in {k} steps per "
+                    f"pass), fewer than the {world} processes; each process needs at least one point of every pool "
+                    f"per step: raise data.n_{name} or data.batch_size, or use fewer devices."
+                )
 
     def resample(self, rule: ResampleRule, residual_norm: Callable[[Tensor], Tensor]) -> dict:
         """Redraw the interior pool from residuals with RAD or RAR-D (:mod:`pinn.sampling`).
@@ -183,23 +223,33 @@ class ElasticDataModule(L.LightningDataModule):
 
     # ---- loaders -----------------------------------------------------------------------------------------
     def train_dataloader(self) -> PointBatches:
+        # Not a torch DataLoader, so Lightning injects no DistributedSampler: the sharding is in batch().
+        self.check_shares(self.rank_and_world()[1])
         return PointBatches(self)
 
     def grid(self) -> Tensor:
         """The validation grid ``(nx*ny*nt, 3)``."""
         return self.problem.domain.grid(*self.val_grid)
 
-    def _grid_loader(self) -> DataLoader:
-        return DataLoader(self.grid(), batch_size=self.val_batch_size, shuffle=False)
+    def grid_batches(self) -> GridBatches:
+        """This process's share of the grid (rows ``rank::world``) in batches of at most ``val_batch_size``.
 
-    def val_dataloader(self) -> DataLoader:
-        return self._grid_loader()
+        Not a DataLoader: Lightning's DistributedSampler would pad the grid with repeated points (biasing the
+        reduced metric). Every rank gets the same number of batches, because DDP's forward synchronises
+        buffers, a collective that every rank must join equally often; a rank may get one empty batch."""
+        rank, world = self.rank_and_world()
+        grid = self.grid()
+        k = math.ceil(math.ceil(grid.shape[0] / world) / self.val_batch_size)
+        return GridBatches(grid[rank::world].tensor_split(k))
 
-    def test_dataloader(self) -> DataLoader:
-        return self._grid_loader()
+    def val_dataloader(self) -> GridBatches:
+        return self.grid_batches()
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._grid_loader()
+    def test_dataloader(self) -> GridBatches:
+        return self.grid_batches()
+
+    def predict_dataloader(self) -> GridBatches:
+        return self.grid_batches()
 
     # ---- checkpoint --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

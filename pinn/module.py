@@ -141,9 +141,10 @@ class ElasticPINN(L.LightningModule):
         self.val_metric.update(self(xyt), self.problem.displacement(xyt))
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metric.compute()
-        self.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True)
-        self.log_dict({f"val/{k}": v.float() for k, v in values.items()})
+        values = self.val_metric.compute()  # already global: the metric sums its states over processes
+        # sync_dist averages the equal copies on the ranks; without it Lightning warns that epoch values are per-rank.
+        self.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True, sync_dist=True)
+        self.log_dict({f"val/{k}": v.float() for k, v in values.items()}, sync_dist=True)
         self.val_metric.reset()
 
     @torch.enable_grad()
@@ -152,7 +153,7 @@ class ElasticPINN(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metric.compute()
-        self.log_dict({f"test/{k}": v.float() for k, v in values.items()})
+        self.log_dict({f"test/{k}": v.float() for k, v in values.items()}, sync_dist=True)
         self.test_metric.reset()
 
     def predict_step(self, xyt: Tensor, batch_idx: int) -> dict[str, Tensor]:
