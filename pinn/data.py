@@ -173,6 +173,7 @@ class ElasticDataModule(L.LightningDataModule):
     def batch(self, step: int) -> dict[str, Tensor]:
         """This process's share of :meth:`global_batch`: rows ``rank::world``."""
         rank, world = self.rank_and_world()
+        self.check_shares(world)  # again each step: a growing pool (RAR-D) makes more, smaller slices per pass
         out = self.global_batch(step)
         return out if world == 1 else {name: points[rank::world] for name, points in out.items()}
 
@@ -183,8 +184,8 @@ class ElasticDataModule(L.LightningDataModule):
             if pool.shape[0] // k < world:
                 raise ValueError(
                     f"data.n_{name}={pool.shape[0]} gives {pool.shape[0] // k} points per step (in {k} steps per "
-                    f"pass), fewer than the {world} processes; each process needs at least one point of every pool "
-                    f"per step: raise data.n_{name} or data.batch_size, or use fewer devices."
+                    f"pass), fewer than the number of processes ({world}); each process needs at least one point of "
+                    f"every pool per step: raise data.n_{name} or data.batch_size, or use fewer devices."
                 )
 
     def resample(self, rule: ResampleRule, residual_norm: Callable[[Tensor], Tensor]) -> dict:

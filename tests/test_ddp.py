@@ -98,8 +98,10 @@ def test_state_holds_the_global_pools_and_resumes_into_another_world_size():
 
 def test_too_few_points_per_process_names_the_pool():
     dm = attach(tiny_dm(n_boundary=6, batch_size=32), 0, 4)  # 2 steps per pass -> 3 boundary points per step
-    with pytest.raises(ValueError, match=r"data\.n_boundary=6 gives 3 points per step .* fewer than the 4"):
+    with pytest.raises(ValueError, match=r"data\.n_boundary=6 gives 3 points per step .* processes \(4\)"):
         dm.train_dataloader()
+    with pytest.raises(ValueError, match=r"data\.n_boundary=6"):
+        dm.batch(0)
 
 
 # ---- real runs through the CLI --------------------------------------------------------------------------------
