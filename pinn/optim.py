@@ -149,6 +149,8 @@ def persistent_adam(
 
     ``max_exp_avg_sqs`` is used only with ``amsgrad``; ``steps`` are scalar tensors incremented here.
     """
+    if not params:
+        return
     if foreach is None:
         foreach = all(p.device.type in ("cuda", "cpu") for p in params)
     fn = _multi_tensor_persistent_adam if foreach else _single_tensor_persistent_adam
