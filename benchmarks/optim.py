@@ -15,7 +15,7 @@ training loss of ``ElasticPINN`` at the current weights.
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import math
 import platform
 import statistics
@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repository's own pinn, also when run as a script
 
-from pinn.cli import PINNCLI  # noqa: E402
+from pinn.cli import cli_main  # noqa: E402
 from pinn.data import ElasticDataModule  # noqa: E402
 from pinn.module import ElasticPINN  # noqa: E402
 from pinn.network import MLP  # noqa: E402
@@ -120,8 +120,7 @@ def memory_table(device: str) -> str:
 
 def plane_wave_setup(config: Path, seed: int, device: str) -> tuple[ElasticPINN, ElasticDataModule, float]:
     """Model (initial weights as the CLI makes them), data module and learning rate of ``config``."""
-    cli = PINNCLI(ElasticPINN, ElasticDataModule, run=False,
-                  args=["-c", str(config), "--seed_everything", str(seed), "--trainer.logger", "false"])
+    cli = cli_main(["-c", str(config), "--seed_everything", str(seed), "--trainer.logger", "false"], run=False)
     model, data = cli.model.to(device), cli.datamodule
     data.setup("fit")
     lr = cli.config.model.optimizer.init_args.lr
@@ -129,26 +128,29 @@ def plane_wave_setup(config: Path, seed: int, device: str) -> tuple[ElasticPINN,
 
 
 def train(model: ElasticPINN, data: ElasticDataModule, opt: torch.optim.Optimizer, steps: int, device: str,
-          target: float = -math.inf, min_steps: int = 0, log: Callable[[str], None] = print) -> list[float]:
-    """Train for up to ``steps`` steps; returns the losses L(theta_0), ..., L(theta_k). Stops at k >= ``min_steps``
-    once some loss so far is <= ``target``."""
-    losses = []
+          report_at: int, name: str) -> tuple[list[float], float]:
+    """Train ``steps`` steps; returns the losses L(theta_0), ..., L(theta_steps) and the relative L2 error of the
+    displacement on the validation grid at step ``report_at``."""
+    losses, err = [], math.nan
     batch = {k: v.to(device) for k, v in data.batch(0).items()}
     t0 = time.perf_counter()
     for step in range(steps + 1):
+        if step == report_at:
+            err = rel_l2(model, data, device)
         if data.batches_per_pass > 1:
             batch = {k: v.to(device) for k, v in data.batch(step).items()}
         opt.zero_grad(set_to_none=True)
         terms = model.loss_terms(batch)
         loss = sum(getattr(model.weights, k) * v for k, v in terms.items())
         losses.append(loss.item())  # the loss at theta_step, before this step's update
-        if not math.isfinite(losses[-1]) or step == steps or (step >= min_steps and min(losses) <= target):
+        if not math.isfinite(losses[-1]) or step == steps:
             break
         loss.backward()
         opt.step()
         if step % 250 == 0:
-            log(f"    step {step:5d}  loss {losses[-1]:.4e}  ({time.perf_counter() - t0:.0f} s)")
-    return losses
+            print(f"    {name} step {step:5d}  loss {losses[-1]:.4e}  ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
+    return losses, err
 
 
 @torch.no_grad()
@@ -158,29 +160,44 @@ def rel_l2(model: ElasticPINN, data: ElasticDataModule, device: str) -> float:
     return ((pred - exact).norm() / exact.norm()).item()
 
 
-def convergence_table(config: Path, steps: int, max_steps: int, seeds: list[int], device: str) -> str:
+def curve(name: str, config: Path, seed: int, steps: int, report_at: int, device: str,
+          curves: Path | None) -> dict:
+    """Loss curve of ``name`` (``StatelessAdam`` or ``PersistentAdam``) on ``config`` with network seed ``seed``,
+    read from ``curves`` when an earlier run saved it there (so the runs can go in parallel processes)."""
+    path = curves / f"{name}-seed{seed}-{steps}steps.json" if curves else None
+    key = {"config": str(config.resolve()), "seed": seed, "steps": steps, "report_at": report_at, "device": device}
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if {k: saved.get(k) for k in key} == key:
+            return saved
+    model, data, lr = plane_wave_setup(config, seed, device)
+    cls = {"StatelessAdam": StatelessAdam, "PersistentAdam": PersistentAdam}[name]
+    print(f"seed {seed}: {name}(lr={lr}) for {steps} steps", file=sys.stderr, flush=True)
+    losses, err = train(model, data, cls(model.parameters(), lr=lr), steps, device, report_at, name)
+    result = {**key, "optimizer": name, "lr": lr, "losses": losses, "rel_l2": err}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+    return result
+
+
+def convergence_table(config: Path, steps: int, max_steps: int, seeds: list[int], device: str,
+                      curves: Path | None) -> str:
     lines = [f"| seed | StatelessAdam loss after {steps} steps | PersistentAdam loss after {steps} | "
-             f"steps PersistentAdam needs to reach it | fewer steps | rel. L2: Stateless / Persistent |",
+             f"steps PersistentAdam needs to reach it | fewer steps | rel. L2 after {steps}: Stateless / Persistent |",
              "|---:|---:|---:|---:|---:|---|"]
     for seed in seeds:
-        model, data, lr = plane_wave_setup(config, seed, device)
-        init = copy.deepcopy(model.state_dict())
-        print(f"seed {seed}: StatelessAdam(lr={lr}) for {steps} steps", file=sys.stderr)
-        base = train(model, data, StatelessAdam(model.parameters(), lr=lr), steps, device,
-                     log=lambda s: print(s, file=sys.stderr))
-        target, base_err = base[-1], rel_l2(model, data, device)
-        model.load_state_dict(init)
-        print(f"seed {seed}: PersistentAdam(lr={lr}) until loss <= {target:.4e} (at most {max_steps})", file=sys.stderr)
-        ours = train(model, data, PersistentAdam(model.parameters(), lr=lr), max_steps, device, target=target,
-                     min_steps=steps, log=lambda s: print(s, file=sys.stderr))
-        ours_err = rel_l2(model, data, device) if len(ours) == steps + 1 else float("nan")
-        reached = next((t for t, v in enumerate(ours) if v <= target), None)
-        ours_at = f"{ours[steps]:.4e}" if len(ours) > steps else "n/a"
+        base = curve("StatelessAdam", config, seed, steps, steps, device, curves)
+        ours = curve("PersistentAdam", config, seed, max_steps, steps, device, curves)
+        target = base["losses"][-1]
+        reached = next((t for t, v in enumerate(ours["losses"]) if v <= target), None)
+        ours_at = f"{ours['losses'][steps]:.4e}" if len(ours["losses"]) > steps else "diverged"
         if reached is None:
-            needed, fewer = f"> {len(ours) - 1}", "n/a"
+            needed, fewer = f"> {max_steps}", "n/a"
         else:
             needed, fewer = str(reached), f"{1 - reached / steps:+.0%}"
-        lines.append(f"| {seed} | {target:.4e} | {ours_at} | {needed} | {fewer} | {base_err:.3e} / {ours_err:.3e} |")
+        lines.append(f"| {seed} | {target:.4e} | {ours_at} | {needed} | {fewer} | "
+                     f"{base['rel_l2']:.3e} / {ours['rel_l2']:.3e} |")
     return "\n".join(lines)
 
 
@@ -191,7 +208,13 @@ def main() -> None:
     parser.add_argument("--round-seconds", type=float, default=0.5, help="approximate length of one timing round")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "plane_wave.yaml")
     parser.add_argument("--steps", type=int, default=2000, help="StatelessAdam steps that set the target loss")
-    parser.add_argument("--max-steps", type=int, default=None, help="PersistentAdam step limit (default 2x --steps)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="PersistentAdam steps (default: --steps); beyond --steps it shows how many more it needs")
+    parser.add_argument("--curves", type=Path, default=None,
+                        help="folder to save each run's loss curve in and to reuse saved ones from")
+    parser.add_argument("--only", choices=["StatelessAdam", "PersistentAdam"], default=None,
+                        help="run one optimizer's convergence runs only and save them (needs --curves); a later "
+                             "run with the same --curves prints the table")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="network initialisation seeds")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--skip-timing", action="store_true")
@@ -203,15 +226,21 @@ def main() -> None:
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
     print(f"Machine: {args.device} ({name or platform.machine()}), {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, Python {platform.python_version()}\n")
-    if not args.skip_timing:
+    if not args.skip_timing and args.only is None:
         print("### Step time (optimizer.step() only)\n\n" + timing_table(args.device, args.rounds,
                                                                           args.round_seconds) + "\n", flush=True)
-    if not args.skip_memory:
+    if not args.skip_memory and args.only is None:
         print("### Optimizer state memory\n\n" + memory_table(args.device) + "\n", flush=True)
-    if not args.skip_convergence:
-        max_steps = args.max_steps or 2 * args.steps
-        print(f"### Convergence on {args.config.name} (full batch)\n\n"
-              + convergence_table(args.config, args.steps, max_steps, args.seeds, args.device) + "\n", flush=True)
+    if args.only is not None:
+        if args.curves is None:
+            parser.error("--only needs --curves")
+        for seed in args.seeds:
+            n = args.steps if args.only == "StatelessAdam" else args.max_steps or args.steps
+            curve(args.only, args.config, seed, n, args.steps, args.device, args.curves)
+    elif not args.skip_convergence:
+        max_steps = args.max_steps or args.steps
+        table = convergence_table(args.config, args.steps, max_steps, args.seeds, args.device, args.curves)
+        print(f"### Convergence on {args.config.name} (full batch)\n\n{table}\n", flush=True)
 
 
 if __name__ == "__main__":

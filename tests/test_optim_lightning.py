@@ -104,6 +104,7 @@ def test_cli_reports_damaged_optimizer_state_in_one_line(checkpoint, tmp_path, m
 
 def test_cli_selects_torch_adam_and_a_scheduler(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pinn"])
     cli = cli_main(["fit", "-c", str(CONFIGS / "plane_wave.yaml"), *TINY_CLI, "--trainer.fast_dev_run", "2",
                     "--model.optimizer", "torch.optim.Adam", "--model.optimizer.lr", "0.01",
                     "--model.optimizer.foreach", "true",
@@ -118,6 +119,7 @@ def test_cli_selects_torch_adam_and_a_scheduler(tmp_path, monkeypatch):
 
 def test_cli_default_is_persistent_adam_and_the_cosine_overlay_composes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pinn"])
     cli = cli_main(["fit", "-c", str(CONFIGS / "plane_wave.yaml"), "-c", str(CONFIGS / "cosine_lr.yaml"),
                     *TINY_CLI, "--trainer.fast_dev_run", "1"])
     optimizer = cli.trainer.optimizers[0]
