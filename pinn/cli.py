@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from pinn.checkpointing import (
@@ -21,6 +22,8 @@ from pinn.checkpointing import (
 )
 from pinn.data import ElasticDataModule
 from pinn.module import ElasticPINN
+from pinn.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
+from pinn.prediction import PredictionWriter
 
 
 class UserError(ValueError):
@@ -61,6 +64,19 @@ class PINNCLI(LightningCLI):
             "checkpoint.every_n_train_steps": 100,
             "checkpoint.enable_version_counter": False,  # last.ckpt keeps its name when a run continues
         })
+        # monitoring and outputs, each configurable under its own key (e.g. `val_figures: {every_n_validations: 5}`)
+        parser.add_lightning_class_args(ValidationFigures, "val_figures")
+        parser.add_lightning_class_args(ResidualHistogram, "residual_histogram")
+        parser.add_lightning_class_args(HParamsSummary, "hparams_tab")
+        parser.add_lightning_class_args(StepProgressBar, "progress_bar")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # the step progress bar gives way to `trainer.enable_progress_bar: false` and to a bar in trainer.callbacks
+        own_bar = any(isinstance(c, ProgressBar) for c in config.get("callbacks") or [])
+        if own_bar or config.get("enable_progress_bar") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, StepProgressBar)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def parse_arguments(self, parser, args: ArgsType) -> None:
         """Parse; when ``--ckpt_path FILE`` comes without a config, start from the config stored in FILE."""
@@ -127,7 +143,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
         trainer_defaults={
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": "lightning_logs", "name": "default"},
+                "init_args": {"save_dir": "lightning_logs", "name": "default", "default_hp_metric": False},
             },
             "inference_mode": False,
         },

@@ -29,6 +29,23 @@ from pinn.sampling import SAMPLERS, ResampleRule, Sampler, rad, rar_d, sample
 POOLS = ("interior", "boundary", "initial")
 
 
+def _check_predict_grid(
+    resolution: tuple[int, int], times: int | list[float], t_range: tuple[float, float]
+) -> tuple[tuple[int, int], int | list[float]]:
+    if len(resolution) != 2 or min(resolution) < 2:
+        raise ValueError(f"data.predict_resolution={list(resolution)} must be two counts >= 2 (x, y).")
+    if isinstance(times, int):
+        if times < 1:
+            raise ValueError(f"data.predict_times={times} must be a count >= 1 or a list of times.")
+        return tuple(resolution), times
+    times = [float(t) for t in times]
+    t0, t1 = t_range
+    if not times or any(not t0 <= t <= t1 for t in times) or any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError(f"data.predict_times={times} must be increasing times within the domain's t range "
+                         f"[{t0}, {t1}], or a count.")
+    return tuple(resolution), times
+
+
 class PointBatches:
     """Iterable of one epoch of training batches, from the trainer's current global step to the epoch's end.
 
@@ -87,7 +104,9 @@ class ElasticDataModule(L.LightningDataModule):
             ``grid``; one name for every pool, or a mapping pool -> name such as
             ``{interior: sobol, boundary: lhs}`` (pools not named use ``uniform``).
         val_grid: Validation grid points along (x, y, t).
-        val_batch_size: Grid points per validation batch.
+        val_batch_size: Grid points per validation (and prediction) batch.
+        predict_resolution: Grid points along (x, y) of ``pinn predict``.
+        predict_times: Times of ``pinn predict``: a count of evenly spaced times from t0 to t1, or a list of times.
         seed: Seed of the data module's own generator.
     """
 
@@ -102,9 +121,12 @@ class ElasticDataModule(L.LightningDataModule):
         sampler: Sampler | dict[str, Sampler] = "uniform",
         val_grid: tuple[int, int, int] = (41, 41, 11),
         val_batch_size: int = 8192,
+        predict_resolution: tuple[int, int] = (101, 101),
+        predict_times: int | list[float] = 41,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(ignore=["problem"])
         for name, value in (("n_interior", n_interior), ("n_boundary", n_boundary), ("n_initial", n_initial),
                             ("steps_per_epoch", steps_per_epoch), ("val_batch_size", val_batch_size)):
             if value < 1:
@@ -120,6 +142,8 @@ class ElasticDataModule(L.LightningDataModule):
         if len(val_grid) != 3 or min(val_grid) < 2:
             raise ValueError(f"data.val_grid={list(val_grid)} must be three counts >= 2 (x, y, t).")
         self.problem = problem or PlaneWaves([Wave()])
+        self.predict_resolution, self.predict_times = _check_predict_grid(predict_resolution, predict_times,
+                                                                          self.problem.domain.t)
         self.n = {"interior": n_interior, "boundary": n_boundary, "initial": n_initial}
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
@@ -232,14 +256,15 @@ class ElasticDataModule(L.LightningDataModule):
         """The validation grid ``(nx*ny*nt, 3)``."""
         return self.problem.domain.grid(*self.val_grid)
 
-    def grid_batches(self) -> GridBatches:
-        """This process's share of the grid (rows ``rank::world``) in batches of at most ``val_batch_size``.
+    def grid_batches(self, grid: Tensor | None = None) -> GridBatches:
+        """This process's share of ``grid`` (default: the validation grid; rows ``rank::world``) in batches of at
+        most ``val_batch_size``.
 
         Not a DataLoader: Lightning's DistributedSampler would pad the grid with repeated points (biasing the
         reduced metric). Every rank gets the same number of batches, because DDP's forward synchronises
         buffers, a collective that every rank must join equally often; a rank may get one empty batch."""
         rank, world = self.rank_and_world()
-        grid = self.grid()
+        grid = self.grid() if grid is None else grid
         k = math.ceil(math.ceil(grid.shape[0] / world) / self.val_batch_size)
         return GridBatches(grid[rank::world].tensor_split(k))
 
@@ -249,8 +274,21 @@ class ElasticDataModule(L.LightningDataModule):
     def test_dataloader(self) -> GridBatches:
         return self.grid_batches()
 
+    def predict_axes(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Axes ``x (nx,)``, ``y (ny,)``, ``t (nt,)`` of the prediction grid."""
+        d, (nx, ny) = self.problem.domain, self.predict_resolution
+        times = self.predict_times
+        t = torch.linspace(*d.t, times) if isinstance(times, int) else torch.tensor(times, dtype=torch.float32)
+        return torch.linspace(*d.x, nx), torch.linspace(*d.y, ny), t
+
+    def predict_grid(self) -> Tensor:
+        """The prediction grid ``(nt*ny*nx, 3)``, t slowest, then y, then x."""
+        x, y, t = self.predict_axes()
+        t, y, x = torch.meshgrid(t, y, x, indexing="ij")
+        return torch.stack([x, y, t], dim=-1).reshape(-1, 3)
+
     def predict_dataloader(self) -> GridBatches:
-        return self.grid_batches()
+        return self.grid_batches(self.predict_grid())
 
     # ---- checkpoint --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
