@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from pinn.figures import field_figure, to_rgb
@@ -28,7 +29,7 @@ VAL_METRICS = ("val/rel_l2", "val/rel_l2_u", "val/rel_l2_v")
 
 def summary_writers(trainer: L.Trainer) -> list:
     """The ``SummaryWriter`` of each TensorBoard logger of the trainer."""
-    return [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_image")]
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
 
 
 class _EveryNValidations(Callback):

@@ -69,13 +69,14 @@ class PredictionWriter(L.Callback):
     ``magnitude.gif``, the displacement magnitude over all times. Prints the folder.
 
     Args:
-        snapshots: PNG snapshots at evenly spaced prediction times, first and last included (0: none).
+        snapshots: PNG snapshots at evenly spaced prediction times, first and last included (0: none); an odd
+            count includes the middle time.
         fps: Frames per second of the GIF (one frame per prediction time).
         dpi: Resolution of the PNG figures.
         output_dir: Write here instead of ``<run log folder>/predictions/step_<S>``.
     """
 
-    def __init__(self, snapshots: int = 4, fps: int = 10, dpi: int = 100, output_dir: str | None = None) -> None:
+    def __init__(self, snapshots: int = 5, fps: int = 10, dpi: int = 100, output_dir: str | None = None) -> None:
         if snapshots < 0 or fps < 1 or dpi < 10:
             raise ValueError(f"prediction_writer: snapshots={snapshots} must be >= 0, fps={fps} >= 1, dpi={dpi} >= 10.")
         self.snapshots, self.fps, self.dpi, self.output_dir = snapshots, fps, dpi, output_dir
