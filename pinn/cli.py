@@ -101,6 +101,9 @@ class PINNCLI(LightningCLI):
         checkpoint that does not fit the config is an error (``after_instantiate_classes``)."""
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand in ("validate", "test", "predict"):
+            # the run's config.yaml records how it was trained; evaluating a checkpoint must not overwrite it
+            self.save_config_callback = None
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("ckpt_path") != "last":
             return

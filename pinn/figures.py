@@ -20,6 +20,7 @@ COMPONENTS = ("u", "v")
 FIELD_CMAP = "RdBu_r"  # signed displacement: white is zero
 ERROR_CMAP = "PuOr_r"  # signed error, visibly different from the field colours
 MAGNITUDE_CMAP = "magma"
+ERROR_PERCENTILE = 99.0  # error colour scales end here: a few large errors (often a corner) would wash out the rest
 
 
 def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
@@ -47,9 +48,15 @@ def _image(ax, data: np.ndarray, extent: Sequence[float], cmap: str, vmin: float
                      interpolation="nearest", aspect="equal")
 
 
-def _colorbar(fig: Figure, im, axes, label: str, scale: float, aspect: float) -> None:
+def _error_scale(err: np.ndarray) -> float:
+    """Half-width of the error colour scale: the ``ERROR_PERCENTILE`` of |err| (its maximum if that is 0)."""
+    s = float(np.percentile(np.abs(err), ERROR_PERCENTILE))
+    return s if s > 0 else _symmetric(err)
+
+
+def _colorbar(fig: Figure, im, axes, label: str, scale: float, aspect: float, extend: str = "neither") -> None:
     """A horizontal colour bar under ``axes`` with ticks at -scale, 0 and scale (short labels never collide)."""
-    fig.colorbar(im, ax=axes, location="bottom", shrink=0.9, aspect=aspect, label=label,
+    fig.colorbar(im, ax=axes, location="bottom", shrink=0.9, aspect=aspect, label=label, extend=extend,
                  ticks=[-scale, 0.0, scale], format="{x:.2g}")
 
 
@@ -70,7 +77,8 @@ def field_figure(
 
     Columns are ``u predicted, u exact, u error, v predicted, v exact, v error`` (only the predicted columns
     without ``exact``). Predicted and exact share one colour scale per component, symmetric about zero and
-    common to all rows; the error (predicted - exact) has its own symmetric scale per component.
+    common to all rows; the error (predicted - exact) has its own symmetric scale per component, up to the
+    ``ERROR_PERCENTILE`` of its magnitude (the colour bar's arrows mark the saturated tail).
 
     Args:
         x: Grid x axis ``(nx,)``.
@@ -96,7 +104,7 @@ def field_figure(
         panels = {"predicted": (pred[..., c], FIELD_CMAP, scale)}
         if exact is not None:
             err = pred[..., c] - exact[..., c]
-            panels |= {"exact": (exact[..., c], FIELD_CMAP, scale), "error": (err, ERROR_CMAP, _symmetric(err))}
+            panels |= {"exact": (exact[..., c], FIELD_CMAP, scale), "error": (err, ERROR_CMAP, _error_scale(err))}
         for k, kind in enumerate(kinds):
             data, cmap, s = panels[kind]
             col = c * len(kinds) + k
@@ -106,7 +114,8 @@ def field_figure(
             if kind == "predicted":
                 field_im = im
             elif kind == "error":
-                _colorbar(fig, im, axes[:, col], f"{comp} predicted - exact", s, aspect=12)
+                tail = "both" if np.abs(data).max() > s else "neither"
+                _colorbar(fig, im, axes[:, col], f"{comp} predicted - exact", s, aspect=12, extend=tail)
         _colorbar(fig, field_im, axes[:, cols][:, :2] if exact is not None else axes[:, cols],
                   f"{comp} displacement", scale, aspect=25)
     for row, time in enumerate(t):
@@ -126,7 +135,7 @@ def _title(step: int | None, errors: Mapping[str, float] | None) -> str:
 
 
 def snapshot_figure(
-    x: np.ndarray, y: np.ndarray, time: float, disp: np.ndarray, scale: float, magnitude_max: float,
+    x: np.ndarray, y: np.ndarray, time: float, disp: np.ndarray, scales: tuple[float, float], magnitude_max: float,
     step: int | None = None, dpi: int = 100,
 ) -> Figure:
     """u, v and the magnitude sqrt(u^2 + v^2) at one time, on fixed colour scales so snapshots compare.
@@ -136,7 +145,7 @@ def snapshot_figure(
         y: Grid y axis ``(ny,)``.
         time: The snapshot's time.
         disp: Displacement ``(ny, nx, 2)``.
-        scale: Half-width of the u and v colour scale.
+        scales: Half-widths of the u and of the v colour scale.
         magnitude_max: Top of the magnitude colour scale.
         step: Training step of the model, shown in the title.
         dpi: Resolution of the rendered figure.
@@ -145,13 +154,14 @@ def snapshot_figure(
     axes = fig.subplots(1, 3, sharex=True, sharey=True)
     extent = (x[0], x[-1], y[0], y[-1])
     for c, comp in enumerate(COMPONENTS):
-        im = _image(axes[c], disp[..., c], extent, FIELD_CMAP, -scale, scale)
+        im = _image(axes[c], disp[..., c], extent, FIELD_CMAP, -scales[c], scales[c])
         axes[c].set_title(comp)
-    fig.colorbar(im, ax=axes[:2], location="bottom", shrink=0.7, aspect=30, label="displacement component")
+        _colorbar(fig, im, axes[c], f"{comp} displacement", scales[c], aspect=15)
     mag = np.sqrt((disp**2).sum(-1))
     im = _image(axes[2], mag, extent, MAGNITUDE_CMAP, 0.0, magnitude_max)
     axes[2].set_title("|u| = sqrt(u² + v²)")
-    fig.colorbar(im, ax=axes[2], location="bottom", shrink=0.9, aspect=15, label="displacement magnitude")
+    fig.colorbar(im, ax=axes[2], location="bottom", shrink=0.9, aspect=15, label="displacement magnitude",
+                 ticks=[0.0, magnitude_max / 2, magnitude_max], format="{x:.2g}")
     axes[0].set_ylabel("y")
     for ax in axes:
         ax.set_xlabel("x")

@@ -62,7 +62,7 @@ def write_plots(run: Path, out: Path, dpi: int = 100) -> list[Path]:
     if not scalars:
         raise FileNotFoundError(f"no train/loss or val/rel_l2 scalars in the event files of {run}.")
     written = [out / "loss_curve.png"]
-    curves_figure(scalars, title=str(run), dpi=dpi).savefig(written[0])
+    curves_figure(scalars, title=f"{run.parent.name}/{run.name}", dpi=dpi).savefig(written[0])
     predictions = _numbered(run / "predictions", r"step_(\d+)")
     if predictions:
         newest = predictions[-1][1]

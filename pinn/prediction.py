@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from pinn.figures import field_figure, magnitude_frames, relative_l2, save_gif, snapshot_figure
 
@@ -103,7 +104,7 @@ class PredictionWriter(L.Callback):
         step = self.step if self.step is not None else trainer.global_step
         out = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions" / f"step_{step}"
         written = self.write(out, grid_arrays(rows[:, :3], rows[:, 3:]), pl_module.problem, step)
-        print(f"pinn predict: wrote {', '.join(written)} to {out}", flush=True)
+        tqdm.write(f"pinn predict: wrote {', '.join(written)} to {out}")  # on its own line, under the bars
 
     def write(self, out: Path, arrays: dict[str, np.ndarray], problem: Any, step: int) -> list[str]:
         """Write all files into ``out``; returns their names."""
@@ -115,11 +116,11 @@ class PredictionWriter(L.Callback):
         np.savez(out / "prediction.npz", **arrays, step=np.int64(step))
         written = [f"prediction.npz (displacement {tuple(disp.shape)} = (nt, ny, nx, (u, v)))"]
 
-        scale = float(np.abs(disp).max()) or 1.0
+        scales = tuple(float(np.abs(disp[..., c]).max()) or 1.0 for c in range(2))
         magnitude_max = float(np.sqrt((disp**2).sum(-1)).max()) or 1.0
         picks = np.unique(np.linspace(0, len(t) - 1, self.snapshots).round().astype(int)) if self.snapshots else []
         for k in picks:
-            fig = snapshot_figure(x, y, float(t[k]), disp[k], scale, magnitude_max, step, self.dpi)
+            fig = snapshot_figure(x, y, float(t[k]), disp[k], scales, magnitude_max, step, self.dpi)
             fig.savefig(out / f"snapshot_t{t[k]:.3f}.png")
         if len(picks):
             written.append(f"{len(picks)} snapshot_t*.png")

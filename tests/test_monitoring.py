@@ -178,7 +178,7 @@ def test_field_figure_shares_colour_scales_and_titles_step_and_error():
     assert len(fig.axes) == 22
     for c in range(2):
         scale = np.abs(np.concatenate([pred[..., c], exact[..., c]])).max()
-        err = np.abs(pred[..., c] - exact[..., c]).max()
+        err = np.percentile(np.abs(pred[..., c] - exact[..., c]), 99)  # the top 1 % saturates
         for row in range(3):
             p, e, d = (panels[6 * row + 3 * c + k].images[0] for k in range(3))
             assert p.get_clim() == e.get_clim() == pytest.approx((-scale, scale))

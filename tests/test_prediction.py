@@ -32,7 +32,7 @@ def predicted(tmp_path_factory):
     cmd = [sys.executable, "-m", "pinn", "predict", "-c", "configs/plane_wave.yaml", "--model.width", "8",
            "--model.depth", "2", "--data.predict_resolution", "[7, 5]", "--data.predict_times", str(TIMES),
            "--prediction_writer.snapshots", "3", "--trainer.logger.init_args.save_dir", str(save_dir),
-           "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.accelerator", "cpu"]
+           "--ckpt_path", "last", "--trainer.accelerator", "cpu"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return run, done.stdout
@@ -44,6 +44,7 @@ def test_predict_prints_where_it_wrote_into_the_run_folder(predicted):
     match = re.search(r"pinn predict: wrote .* to (\S+)$", stdout, re.MULTILINE)
     assert match, stdout[-2000:]
     assert Path(match.group(1)) == run / "predictions" / "step_6"
+    assert "max_steps: 6" in (run / "config.yaml").read_text()  # the training config, not the predict call's
     names = sorted(p.name for p in Path(match.group(1)).iterdir())
     assert names == ["fields.png", "magnitude.gif", "prediction.npz", "snapshot_t0.000.png", "snapshot_t0.550.png",
                      "snapshot_t1.000.png"]
@@ -81,7 +82,7 @@ def test_pngs_and_gif_decode_with_one_frame_per_time(predicted):
 @pytest.mark.slow
 def test_plots_write_the_loss_curve_and_copy_the_prediction_figures(predicted, tmp_path):
     run, _ = predicted
-    assert resolve_run(run.parent) == run  # not the version folder of the predict call, which has no checkpoints
+    assert resolve_run(run.parent) == run
     scalars = read_scalars(run)
     steps, loss = scalars["train/loss"]
     np.testing.assert_array_equal(steps, np.arange(6))
