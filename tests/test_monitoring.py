@@ -17,6 +17,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from pinn.checkpointing import load_checkpoint
 from pinn.data import ElasticDataModule
 from pinn.figures import field_figure, relative_l2
 from pinn.module import ElasticPINN
@@ -43,7 +44,7 @@ def fit_tiny(save_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def load_model(ckpt: Path) -> tuple[ElasticPINN, dict]:
-    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    state = load_checkpoint(ckpt)
     data = ElasticDataModule(problem=reference_problem())
     model = ElasticPINN(problem=data.problem, width=8, depth=2)
     model.load_state_dict(state["state_dict"])
