@@ -33,11 +33,12 @@ def summary_writers(trainer: L.Trainer) -> list:
 
 
 class _EveryNValidations(Callback):
-    """Base of callbacks that act after every n-th validation of a fit (sanity checks excluded)."""
+    """Base of callbacks that act after every n-th validation (sanity checks excluded)."""
 
     def __init__(self, every_n_validations: int) -> None:
         if every_n_validations < 0:
-            raise ValueError(f"every_n_validations={every_n_validations} must be >= 0 (0 switches it off).")
+            raise ValueError(f"{type(self).__name__}: every_n_validations={every_n_validations} must be >= 0 "
+                             "(0 switches it off).")
         self.every_n_validations = every_n_validations
         self._validations = 0
 
@@ -66,7 +67,7 @@ class ValidationFigures(_EveryNValidations):
     ) -> None:
         super().__init__(every_n_validations)
         if len(resolution) != 2 or min(resolution) < 2:
-            raise ValueError(f"resolution={list(resolution)} must be two counts >= 2 (x, y).")
+            raise ValueError(f"val_figures.resolution={list(resolution)} must be two counts >= 2 (x, y).")
         self.resolution, self.tag, self.dpi = tuple(resolution), tag, dpi
 
     @torch.no_grad()
@@ -107,7 +108,7 @@ class ResidualHistogram(_EveryNValidations):
     def __init__(self, every_n_validations: int = 1, max_points: int = 4096) -> None:
         super().__init__(every_n_validations)
         if max_points < 1:
-            raise ValueError(f"max_points={max_points} must be >= 1.")
+            raise ValueError(f"residual_histogram.max_points={max_points} must be >= 1.")
         self.max_points = max_points
 
     def residual(self, pl_module: L.LightningModule, xyt: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@ checkpointed model's output on its coordinates, and the figures decode."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,18 +25,23 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMES = [0.0, 0.3, 0.55, 1.0]
 
 
+def predict(save_dir: Path, *extra: str) -> str:
+    """``pinn predict`` of the newest run under ``save_dir`` on a 7 x 5 x 4 grid; returns stdout."""
+    cmd = [sys.executable, "-m", "pinn", "predict", "-c", "configs/plane_wave.yaml", "--model.width", "8",
+           "--model.depth", "2", "--data.predict_resolution", "[7, 5]", "--data.predict_times", str(TIMES),
+           "--prediction_writer.snapshots", "3", "--trainer.logger.init_args.save_dir", str(save_dir),
+           "--ckpt_path", "last", "--trainer.accelerator", "cpu", *extra]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("logs")
     fit_tiny(save_dir, "--trainer.enable_progress_bar", "false")  # also: the step bar gives way when disabled
-    run = save_dir / "plane_wave" / "version_0"
-    cmd = [sys.executable, "-m", "pinn", "predict", "-c", "configs/plane_wave.yaml", "--model.width", "8",
-           "--model.depth", "2", "--data.predict_resolution", "[7, 5]", "--data.predict_times", str(TIMES),
-           "--prediction_writer.snapshots", "3", "--trainer.logger.init_args.save_dir", str(save_dir),
-           "--ckpt_path", "last", "--trainer.accelerator", "cpu"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run, done.stdout
+    return save_dir / "plane_wave" / "version_0", predict(save_dir)
 
 
 @pytest.mark.slow
@@ -66,6 +72,18 @@ def test_npz_holds_the_models_output_on_its_coordinates(predicted):
     np.testing.assert_allclose(data["displacement"], expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(data["exact"], model.problem.displacement(xyt).numpy().reshape(4, 5, 7, 2),
                                rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_same_prediction(predicted, tmp_path):
+    run, _ = predicted
+    # each process predicts every other grid point; the writer gathers them back onto the grid on rank 0
+    predict(run.parent.parent, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--prediction_writer.output_dir", str(tmp_path))
+    single, ddp = np.load(run / "predictions" / "step_6" / "prediction.npz"), np.load(tmp_path / "prediction.npz")
+    assert sorted(single.files) == sorted(ddp.files)
+    for key in single.files:
+        np.testing.assert_allclose(ddp[key], single[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
 @pytest.mark.slow
