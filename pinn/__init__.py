@@ -7,9 +7,12 @@ from pinn.network import MLP
 from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
 from pinn.physics import Material, residual, strain, stress, traction
 from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
+from pinn.resampling import ResidualResampling
+from pinn.sampling import ResampleRule
 
 __all__ = [
     "Domain", "ElasticDataModule", "ElasticPINN", "Fields", "LossWeights", "MLP", "Manufactured", "Material",
-    "PersistentAdam", "PlaneWaves", "Problem", "StatelessAdam", "Wave", "autograd_fields", "compute_fields",
-    "persistent_adam", "residual", "strain", "stress", "taylor_fields", "traction",
+    "PersistentAdam", "PlaneWaves", "Problem", "ResampleRule", "ResidualResampling", "StatelessAdam", "Wave",
+    "autograd_fields", "compute_fields", "persistent_adam", "residual", "strain", "stress", "taylor_fields",
+    "traction",
 ]

@@ -222,6 +222,8 @@ class ElasticDataModule(L.LightningDataModule):
         Returns:
             ``{"moved": points new to the pool, "pool_size": its size, "residual": (M,) CPU norms or None}``.
         """
+        if not self.pools:
+            raise RuntimeError("ElasticDataModule.resample needs the pools: call setup() first.")
         pool = self.pools["interior"]
         if rule.method == "rad" and rule.n_candidates < pool.shape[0]:
             raise ValueError(

@@ -79,6 +79,11 @@ def test_resample_is_a_pure_function_of_the_saved_state():
     assert torch.equal(other.generator.get_state(), dm.generator.get_state())
 
 
+def test_resample_before_setup_says_what_to_do():
+    with pytest.raises(RuntimeError, match="call setup"):
+        ElasticDataModule().resample(ResampleRule(), slab_residual)
+
+
 def test_rad_needs_enough_candidates():
     with pytest.raises(ValueError, match="n_candidates=100 must be >= the interior pool size 400"):
         make_dm().resample(ResampleRule("rad", n_candidates=100), slab_residual)
