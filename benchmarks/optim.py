@@ -15,6 +15,7 @@ training loss of ``ElasticPINN`` at the current weights.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
@@ -165,7 +166,10 @@ def curve(name: str, config: Path, seed: int, steps: int, report_at: int, device
     """Loss curve of ``name`` (``StatelessAdam`` or ``PersistentAdam``) on ``config`` with network seed ``seed``,
     read from ``curves`` when an earlier run saved it there (so the runs can go in parallel processes)."""
     path = curves / f"{name}-seed{seed}-{steps}steps.json" if curves else None
-    key = {"config": str(config.resolve()), "seed": seed, "steps": steps, "report_at": report_at, "device": device}
+    text = config.read_text()  # the configuration's content identifies the run, not where the file lies
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    key = {"config": f"{config.name} sha256:{digest}", "seed": seed, "steps": steps, "report_at": report_at,
+           "device": device}
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
         if {k: saved.get(k) for k in key} == key:
