@@ -51,6 +51,10 @@ def test_round_trip_is_a_plain_torch_file_with_a_checksum(tmp_path):
     comment = zipfile.ZipFile(path).comment
     assert comment == b"PINN-SHA256:" + hashlib.sha256(data[: -len(comment)]).hexdigest().encode()
     assert [p.name for p in tmp_path.iterdir()] == ["a.ckpt"]  # no temporary file left
+    save_checkpoint(sample_checkpoint(), tmp_path / "b.ckpt")
+    assert (tmp_path / "b.ckpt").read_bytes() == data  # the bytes are a function of the state alone
+    save_checkpoint(sample_checkpoint(), tmp_path / "c.ckpt", compress=False)
+    assert load_checkpoint(tmp_path / "c.ckpt")["name"] == "x" and (tmp_path / "c.ckpt").stat().st_size > len(data)
 
 
 def test_every_flipped_bit_is_caught(tmp_path):

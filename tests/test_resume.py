@@ -21,6 +21,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins import AsyncCheckpointIO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pinn.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
@@ -45,6 +46,7 @@ class Case:
     model: dict = field(default_factory=dict)
     trainer: dict = field(default_factory=dict)
     callbacks: Callable[[], list[Callback]] = list
+    plugins: Callable[[], list] = lambda: [VerifiedCheckpointIO()]
 
 
 CASES = {
@@ -60,6 +62,8 @@ CASES = {
         ResidualResampling("rad", every_n_steps=3, n_candidates=96, chunk_size=40, log_images=False)]),
     "rar-d": Case(callbacks=lambda: [
         ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8, chunk_size=40, log_images=False)]),
+    # checkpoints written by a background thread from a snapshot taken at the step
+    "async-io": Case(data={"batch_size": 16}, plugins=lambda: [AsyncCheckpointIO(VerifiedCheckpointIO())]),
 }
 
 
@@ -134,7 +138,7 @@ def train(case: Case, root: Path, max_steps: int, every: int = 0, extra: list[Ca
     trainer = L.Trainer(
         max_steps=max_steps, inference_mode=False, logger=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=1, accelerator="cpu",
-        callbacks=[recorder, checkpoint, *case.callbacks(), *extra], plugins=[VerifiedCheckpointIO()],
+        callbacks=[recorder, checkpoint, *case.callbacks(), *extra], plugins=case.plugins(),
         **case.trainer,
     )
     try:
