@@ -1,10 +1,11 @@
 """Checkpoints that can be trusted: atomic writes, a whole-file checksum, a format version, safe loading.
 
-A checkpoint is an ordinary ``torch.save`` zip archive whose end-of-archive comment (a field every zip reader
-skips) holds ``PINN-SHA256:<64 hex digits>``, the SHA-256 of every byte before it. ``torch.load`` and ``zipfile``
-read the file as usual; :func:`load_checkpoint` first checks the digest, so a truncated or bit-flipped file is
-refused before any of it is unpickled, then unpickles with ``torch.load(weights_only=True)``, which builds only
-tensors and plain containers: a file crafted to run code on load is refused even when its checksum is valid.
+A checkpoint is an ordinary ``torch.save`` zip archive (its entries DEFLATE-compressed, which ``torch.load``
+reads as it reads stored ones) whose end-of-archive comment (a field every zip reader skips) holds
+``PINN-SHA256:<64 hex digits>``, the SHA-256 of every byte before it. ``torch.load`` and ``zipfile`` read the
+file as usual; :func:`load_checkpoint` first checks the digest, so a truncated or bit-flipped file is refused
+before any of it is unpickled, then unpickles with ``torch.load(weights_only=True)``, which builds only tensors
+and plain containers: a file crafted to run code on load is refused even when its checksum is valid.
 
 Writes go to a temporary file in the same folder, are flushed to disk (``fsync``) and renamed over the target
 (``os.replace``, atomic on POSIX and Windows), so a crash or ``SIGKILL`` at any moment leaves either the old

@@ -98,6 +98,13 @@ def test_missing_empty_foreign_files_are_refused(tmp_path, content, message):
         load_checkpoint(path)
 
 
+def test_seal_adds_a_checksum_to_a_trusted_unsealed_checkpoint(tmp_path, capsys):
+    path = tmp_path / "old.ckpt"
+    torch.save(sample_checkpoint(), path)
+    ckpt._seal_file(str(path))
+    assert load_checkpoint(path)["global_step"] == 7 and "sealed" in capsys.readouterr().out
+
+
 class Payload:
     """Unpickling this runs code: it creates the marker file."""
 
