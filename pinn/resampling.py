@@ -133,6 +133,8 @@ class ResidualResampling(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
         step = trainer.global_step
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # mid-accumulation: the global step has not moved, and must not trigger a second resample
         if not self.due(step, trainer.max_steps):
             return
         dm = trainer.datamodule

@@ -189,6 +189,18 @@ def test_callback_resamples_on_schedule_trains_on_the_new_pool_and_logs(tmp_path
     assert [e.step for e in events.Images("resample/interior_points")] == [3, 6]
 
 
+def test_callback_resamples_once_per_optimizer_step_under_gradient_accumulation():
+    L.seed_everything(0)
+    dm = ElasticDataModule(n_interior=32, n_boundary=8, n_initial=8, steps_per_epoch=8, val_grid=(3, 3, 2))
+    model = ElasticPINN(dm.problem, width=8, depth=1)
+    trainer = L.Trainer(max_steps=4, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, inference_mode=False,
+                        limit_val_batches=0, accelerator="cpu",
+                        callbacks=[ResidualResampling("rad", every_n_steps=2, n_candidates=100, log_images=False)])
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 4 and dm.resamples == 1  # at step 2 only, not again on its next micro-batch
+
+
 @pytest.mark.parametrize("kwargs, match", [({"every_n_steps": 0}, "every_n_steps=0"),
                                            ({"chunk_size": 0}, "chunk_size=0"), ({"method": "r3"}, "'r3'")])
 def test_callback_rejects_bad_values(kwargs, match):
