@@ -23,7 +23,6 @@ from torch import Tensor
 from pinn.network import MLP
 
 DIRECTIONS = {"velocity": (2,), "gradient": (0, 1, 2), "pde": (0, 1, 2)}
-PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1))  # second-derivative streams xx, yy, tt, xy over the first ones x, y, t
 
 
 def taylor_applies(net: object) -> bool:
@@ -42,7 +41,7 @@ def _derivatives(a: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _pairs(g: Tensor) -> Tensor:
-    """Products of the first-derivative streams ``(3, ., W)`` -> ``(4, ., W)`` in the order of :data:`PAIRS`."""
+    """Products a_i a_j of the first-derivative streams ``(3, ., W)`` -> ``(4, ., W)`` for xx, yy, tt, xy."""
     return torch.cat([g * g, g[0:1] * g[1:2]])
 
 

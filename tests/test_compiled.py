@@ -25,7 +25,7 @@ def tiny_batch() -> dict[str, torch.Tensor]:
 
 
 def test_compiled_taylor_loss_matches_eager():
-    """Dynamo and AOTAutograd trace the Taylor engine (its autograd.Function included) to the same loss and grads."""
+    """Dynamo and AOTAutograd trace the Taylor engine and the loss terms to the same loss and parameter gradients."""
     model, batch = tiny_model(engine="taylor"), tiny_batch()
     compiled = CompiledLoss(model._weighted_loss, model.parameters, backend="aot_eager")
     results = []
