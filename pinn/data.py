@@ -2,8 +2,9 @@
 
 The data module owns all randomness of sampling through its own ``torch.Generator``; its ``state_dict`` holds
 the pools, that generator and the resampling counters, so a checkpoint carries them. A training batch is a dict
-of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``. Which slice of the pools step ``s`` trains on is a
-pure function of ``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
+of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``, plus ``"observations"`` ``(M, 5)`` columns
+``(x, y, t, u, v)`` (all of them, every step) when the data module has observations. Which slice of the pools
+step ``s`` trains on is a pure function of ``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
 
 Several processes (Lightning DDP): every rank draws the same GLOBAL pools from the same seed and keeps them (the
 ``state_dict`` is the same on every rank and independent of the device count). The point counts and
@@ -23,6 +24,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from pinn.observations import Observations
 from pinn.problems import PlaneWaves, Problem, Wave
 from pinn.sampling import SAMPLERS, ResampleRule, Sampler, rad, rar_d, sample
 
@@ -108,6 +110,7 @@ class ElasticDataModule(L.LightningDataModule):
         predict_resolution: Grid points along (x, y) of ``pinn predict``.
         predict_times: Times of ``pinn predict``: a count of evenly spaced times from t0 to t1, or a list of times.
         seed: Seed of the data module's own generator.
+        observations: Displacement measurements for the data loss term (inverse problems), or ``None``.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class ElasticDataModule(L.LightningDataModule):
         predict_resolution: tuple[int, int] = (101, 101),
         predict_times: int | list[float] = 41,
         seed: int = 0,
+        observations: Observations | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem"])
@@ -157,6 +161,8 @@ class ElasticDataModule(L.LightningDataModule):
         self.pool_version = 0  # bumps whenever a pool is replaced, so batch permutations follow the new pool
         self.resamples = 0  # adaptive resamples done so far
         self.points_moved = 0  # interior points replaced or added by them, in total
+        self.observations = observations
+        self.observed: Tensor | None = None  # (M, 5), loaded in setup; fixed for the whole run
 
     # ---- pools -------------------------------------------------------------------------------------------
     def draw(self, pool: str, n: int) -> Tensor:
@@ -173,6 +179,8 @@ class ElasticDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.pools:
             self.pools = {name: self.draw(name, self.n[name]) for name in POOLS}
+        if self.observations is not None and self.observed is None:
+            self.observed = self.observations.load(self.problem)
 
     @property
     def batches_per_pass(self) -> int:
@@ -188,11 +196,16 @@ class ElasticDataModule(L.LightningDataModule):
         permutation (``k`` balanced slices per pass, so none is empty while every pool has >= k points)."""
         k = self.batches_per_pass
         if k == 1:
-            return dict(self.pools)
+            return self._with_observations(dict(self.pools))
         epoch_pass, b = divmod(step, k)
         g = torch.Generator().manual_seed(hash((self.seed, self.pool_version, epoch_pass)) & 0x7FFF_FFFF)
-        return {name: pool[torch.randperm(pool.shape[0], generator=g).tensor_split(k)[b]]
-                for name, pool in self.pools.items()}
+        return self._with_observations({name: pool[torch.randperm(pool.shape[0], generator=g).tensor_split(k)[b]]
+                                        for name, pool in self.pools.items()})
+
+    def _with_observations(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.observed is not None:
+            batch["observations"] = self.observed  # all of them every step; split over processes like the pools
+        return batch
 
     def batch(self, step: int) -> dict[str, Tensor]:
         """This process's share of :meth:`global_batch`: rows ``rank::world``."""
@@ -211,6 +224,9 @@ class ElasticDataModule(L.LightningDataModule):
                     f"pass), fewer than the number of processes ({world}); each process needs at least one point of "
                     f"every pool per step: raise data.n_{name} or data.batch_size, or use fewer devices."
                 )
+        if self.observed is not None and self.observed.shape[0] < world:
+            raise ValueError(f"{self.observed.shape[0]} observations cannot be shared among {world} processes; "
+                             "each needs at least one: use more observations or fewer devices.")
 
     def resample(self, rule: ResampleRule, residual_norm: Callable[[Tensor], Tensor]) -> dict:
         """Redraw the interior pool from residuals with RAD or RAR-D (:mod:`pinn.sampling`).

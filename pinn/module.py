@@ -12,6 +12,7 @@ from torch import Tensor
 from pinn.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.compiled import CompiledLoss
 from pinn.derivatives import Engine, compute_fields
+from pinn.material import TrainableMaterial, Unknowns, check_identifiable
 from pinn.metrics import RelativeL2
 from pinn.network import MLP, Activation
 from pinn.optim import PersistentAdam
@@ -53,7 +54,12 @@ class ElasticPINN(L.LightningModule):
 
     The loss is :math:`\sum_k w_k L_k` over the named terms ``pde``, ``bc``, ``ic_disp``, ``ic_vel``:
     mean squared Navier-Cauchy residual on interior points, squared displacement misfit on the boundary and at
-    t = t0, and squared velocity misfit at t = t0 (Raissi, Perdikaris & Karniadakis 2019).
+    t = t0, and squared velocity misfit at t = t0 (Raissi, Perdikaris & Karniadakis 2019), plus ``data``, the
+    squared misfit to observed displacements, when the batch carries observations.
+
+    With ``unknowns`` the material in the residual is a :class:`~pinn.material.TrainableMaterial` (its
+    parameters are ``nn.Parameter`` s of this module, so checkpoints carry them) trained jointly with the
+    network in its own optimizer parameter group.
 
     Args:
         problem: The problem (linked from ``data.problem`` by the CLI).
@@ -66,6 +72,8 @@ class ElasticPINN(L.LightningModule):
         engine: Derivative engine: ``auto`` (fastest that applies), ``autograd`` or ``taylor``.
         compile: Compile the training loss (forward and backward) with ``torch.compile``; where it cannot
             compile, training goes on uncompiled after a warning that says why.
+        unknowns: Material parameters to recover (inverse problem) with their initial guesses and learning rate;
+            ``None`` keeps the problem's material fixed (forward problem).
     """
 
     def __init__(
@@ -79,6 +87,7 @@ class ElasticPINN(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         engine: Engine = "auto",
         compile: bool = False,
+        unknowns: Unknowns | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
@@ -93,10 +102,17 @@ class ElasticPINN(L.LightningModule):
         self._compiled_loss: CompiledLoss | None = None
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
+        self.unknowns = Unknowns(**unknowns) if isinstance(unknowns, dict) else unknowns
+        self.hparams["unknowns"] = None if unknowns is None else asdict(self.unknowns)  # plain data, as above
+        self.trainable_material = None
+        if self.unknowns is not None and self.unknowns.trainable:
+            check_identifiable(self.problem, self.unknowns)
+            self.trainable_material = TrainableMaterial(self.problem.material, self.unknowns)
 
     @property
     def material(self):
-        return self.problem.material
+        """The material in the residual: trainable in an inverse problem, else the problem's."""
+        return self.problem.material if self.trainable_material is None else self.trainable_material
 
     def forward(self, xyt: Tensor) -> Tensor:
         """Displacement ``(N, 2)`` at points ``(N, 3)``."""
@@ -122,12 +138,16 @@ class ElasticPINN(L.LightningModule):
         interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
         r = self.pde_residual(interior)  # (N, 2)
         f_ic = self.fields(initial, "velocity")
-        return {
+        terms = {
             "pde": (r**2).sum(-1).mean(),
             "bc": _mse(self.net(boundary), p.boundary_displacement(boundary)),
             "ic_disp": _mse(f_ic.displacement, p.initial_displacement(initial)),
             "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)),
         }
+        if "observations" in batch:
+            observed = batch["observations"]  # (M, 5) columns x, y, t, u, v
+            terms["data"] = _mse(self.net(observed[:, :3]), observed[:, 3:])
+        return terms
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Loggers take their step from this loop counter, which Lightning bumps by one when it restarts from a
@@ -149,6 +169,9 @@ class ElasticPINN(L.LightningModule):
         self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        if self.trainable_material is not None:
+            values = self.trainable_material.values()
+            self.log_dict({f"material/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False)
         return loss
 
     @torch.enable_grad()
@@ -184,8 +207,17 @@ class ElasticPINN(L.LightningModule):
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
+    def param_groups(self) -> list[dict]:
+        """The network's parameters, and the material's in a group of their own with ``unknowns.lr``."""
+        if self.trainable_material is None:
+            return [{"params": list(self.parameters())}]
+        material = list(self.trainable_material.parameters())
+        ids = {id(p) for p in material}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": material, "lr": self.unknowns.lr}]
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.param_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

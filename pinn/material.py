@@ -1,0 +1,146 @@
+r"""Trainable material parameters for inverse problems.
+
+Any subset of :math:`\lambda, \mu, \rho` can be unknown. An unknown is stored as an unconstrained raw
+parameter :math:`s` and mapped to an admissible value (plane strain: :math:`\rho > 0`, :math:`\mu > 0`,
+:math:`\lambda + \mu > 0`) by an exponential:
+
+.. math::
+    \rho = e^{s_\rho}, \qquad \mu = \mu_{\min} + e^{s_\mu}, \qquad \lambda = e^{s_\lambda} - \mu
+
+with :math:`\mu_{\min} = \max(0, -\lambda)` when :math:`\lambda` is known (so that :math:`\lambda + \mu > 0`
+holds) and 0 otherwise. Whatever the optimizer does to :math:`s`, the material stays admissible, so a
+negative or zero density, shear modulus or bulk modulus :math:`\lambda + \mu` can never occur. The
+exponential makes an Adam step a *relative* change of the value (about ``lr`` per step), whatever the units
+of the material (1 or 1e10 Pa), which is why it is preferred over softplus here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from pinn.physics import Material
+
+NAMES = ("lam", "mu", "rho")
+
+
+@dataclass
+class Unknowns:
+    """Which material parameters an inverse run recovers, from which initial guess, at which learning rate.
+
+    A parameter left ``null`` is known: its value is taken from the problem's material.
+
+    Args:
+        lam: Initial guess of lambda, or ``None`` if known.
+        mu: Initial guess of mu (> 0), or ``None`` if known.
+        rho: Initial guess of rho (> 0), or ``None`` if known.
+        lr: Learning rate of the material parameter group (the network keeps the optimizer's own lr). With the
+            exponential parametrisation it is roughly the relative change of a parameter per Adam step.
+    """
+
+    lam: float | None = None
+    mu: float | None = None
+    rho: float | None = None
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in NAMES:
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"model.unknowns.{name}={value} must be a finite initial guess or null (known).")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"model.unknowns.lr={self.lr} must be a finite number > 0.")
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        """Names of the unknown parameters, in the order lam, mu, rho."""
+        return tuple(name for name in NAMES if getattr(self, name) is not None)
+
+
+class TrainableMaterial(nn.Module):
+    """A :class:`~pinn.physics.Material` whose unknown entries are ``nn.Parameter`` s (see the module docstring).
+
+    Known entries are float buffers, so a checkpoint carries the whole material. ``lam``, ``mu`` and ``rho``
+    are 0-d tensors that ``pinn.physics.residual`` reads like the fields of a ``Material``.
+
+    Args:
+        known: The material that supplies the known entries (the problem's material).
+        unknowns: The unknown entries and their initial guesses.
+    """
+
+    def __init__(self, known: Material, unknowns: Unknowns) -> None:
+        super().__init__()
+        guess = {name: getattr(unknowns, name) for name in NAMES}
+        start = {name: getattr(known, name) if guess[name] is None else guess[name] for name in NAMES}
+        Material(**start)  # the initial guess must itself be admissible; raises a ValueError naming the entry
+        self.trainable = unknowns.trainable
+        for name in NAMES:
+            if name not in self.trainable:
+                self.register_buffer(name + "_known", torch.tensor(float(start[name])))
+        # Raw values that map back exactly onto the initial guess (inverse of the maps in the module docstring).
+        mu_floor = 0.0 if "lam" in self.trainable else max(0.0, -start["lam"])
+        raw = {"rho": start["rho"], "mu": start["mu"] - mu_floor, "lam": start["lam"] + start["mu"]}
+        for name in self.trainable:
+            if not raw[name] > 0:
+                raise ValueError(
+                    f"model.unknowns.{name}={start[name]} is not admissible with the known lam={start['lam']}: "
+                    "lam + mu must be > 0."
+                )
+            setattr(self, "raw_" + name, nn.Parameter(torch.tensor(math.log(raw[name]))))
+
+    def _known(self, name: str) -> Tensor:
+        return getattr(self, name + "_known")
+
+    @property
+    def rho(self) -> Tensor:
+        """Density, 0-d tensor > 0."""
+        return self.raw_rho.exp() if "rho" in self.trainable else self._known("rho")
+
+    @property
+    def mu(self) -> Tensor:
+        """Shear modulus, 0-d tensor > max(0, -lam)."""
+        if "mu" not in self.trainable:
+            return self._known("mu")
+        floor = 0.0 if "lam" in self.trainable else (-self._known("lam")).clamp(min=0.0)
+        return floor + self.raw_mu.exp()
+
+    @property
+    def lam(self) -> Tensor:
+        """First Lamé parameter, 0-d tensor with lam + mu > 0."""
+        return self.raw_lam.exp() - self.mu if "lam" in self.trainable else self._known("lam")
+
+    def values(self) -> dict[str, float]:
+        """The current ``{lam, mu, rho}`` as floats (for logging and reports)."""
+        with torch.no_grad():
+            return {name: float(getattr(self, name)) for name in NAMES}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v:.6g}" + ("*" if k in self.trainable else "") for k, v in self.values().items())
+
+
+def has_body_force(problem) -> bool:
+    """Whether ``problem`` has a body force (its ``body_force`` returns a tensor at a sample of domain points)."""
+    return problem.body_force(problem.domain.grid(2, 2, 2)) is not None
+
+
+def check_identifiable(problem, unknowns: Unknowns) -> None:
+    r"""Refuse an inverse setup that the data cannot resolve.
+
+    Without a body force the Navier-Cauchy equations are invariant under
+    :math:`(\lambda, \mu, \rho) \to c\,(\lambda, \mu, \rho)`: any positive multiple of the true material
+    explains the displacement equally well, so only two ratios (the wave speeds squared) are identifiable.
+
+    Raises:
+        ValueError: lam, mu and rho are all unknown and the problem has no body force.
+    """
+    if len(unknowns.trainable) < 3 or has_body_force(problem):
+        return
+    raise ValueError(
+        f"model.unknowns trains lam, mu and rho together, but {type(problem).__name__} has no body force: the "
+        "equations are then unchanged by scaling (lam, mu, rho) -> c (lam, mu, rho), so displacement data fix "
+        "only the wave speeds, not the scale. Fix one of them: set model.unknowns.rho: null to use the known "
+        "density of the problem's material (or fix lam or mu instead), or use a problem with a known body force."
+    )

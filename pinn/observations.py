@@ -1,0 +1,203 @@
+r"""Displacement observations for inverse problems: sensor samples ``(M, 5)``, columns ``(x, y, t, u, v)``.
+
+Two sources, chosen in YAML by class:
+
+- :class:`SyntheticObservations`: sensors placed in the domain, sampled at evenly spaced times, read from the
+  problem's exact solution, plus Gaussian noise whose standard deviation is ``noise`` times the RMS of the
+  clean displacement (``noise: 0.01`` is "1 % noise"). Reproducible: all randomness comes from its own seed.
+- :class:`FileObservations`: measurements from a ``.npz`` (arrays ``x, y, t, u, v`` of equal length) or a
+  ``.csv`` (a header naming the columns ``x, y, t, u, v`` in any order, extra columns ignored, one sample per
+  row). A malformed file raises a ``ValueError`` naming the file and the column or row at fault.
+
+The data term of the loss is the mean squared misfit :math:`\frac1M\sum_m |\hat{\mathbf u}(x_m, y_m, t_m) -
+\mathbf u_m|^2`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pinn.problems import Problem
+from pinn.sampling import SAMPLERS, Sampler, sample
+
+COLUMNS = ("x", "y", "t", "u", "v")
+
+
+class Observations:
+    """Base class of an observation source; :meth:`load` returns the samples ``(M, 5)`` in float32."""
+
+    def load(self, problem: Problem) -> Tensor:
+        raise NotImplementedError
+
+
+class SyntheticObservations(Observations):
+    """Sensors reading the problem's exact displacement, with optional Gaussian noise.
+
+    Args:
+        n_sensors: Number of sensor positions in the spatial domain.
+        layout: How the sensors are placed on the (x, y) rectangle: ``uniform``, ``lhs``, ``sobol`` or
+            ``grid`` (see ``pinn.sampling``).
+        n_times: Samples per sensor, evenly spaced over [t0, t1] (both ends included).
+        noise: Relative noise level: Gaussian noise of standard deviation ``noise * RMS(clean u, v)`` is added.
+        seed: Seed of the sensor layout and the noise (independent of the data module's seed).
+    """
+
+    def __init__(
+        self, n_sensors: int = 200, layout: Sampler = "lhs", n_times: int = 21, noise: float = 0.0, seed: int = 0
+    ) -> None:
+        if n_sensors < 1:
+            raise ValueError(f"data.observations.n_sensors={n_sensors} must be >= 1.")
+        if n_times < 1:
+            raise ValueError(f"data.observations.n_times={n_times} must be >= 1.")
+        if layout not in SAMPLERS:
+            raise ValueError(f"data.observations.layout={layout!r} must be one of {SAMPLERS}.")
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"data.observations.noise={noise} must be a finite number >= 0.")
+        self.n_sensors, self.layout, self.n_times, self.noise, self.seed = n_sensors, layout, n_times, noise, seed
+
+    def load(self, problem: Problem) -> Tensor:
+        if not problem.has_exact:
+            raise ValueError(
+                f"SyntheticObservations needs an exact solution, and {type(problem).__name__} has none; "
+                "use FileObservations with measured data instead."
+            )
+        g = torch.Generator().manual_seed(self.seed)
+        d = problem.domain
+        unit = sample(self.layout, self.n_sensors, 2, g).double()  # (S, 2)
+        xy = torch.tensor([d.x[0], d.y[0]], dtype=torch.float64) + unit * torch.tensor(
+            [d.x[1] - d.x[0], d.y[1] - d.y[0]], dtype=torch.float64
+        )
+        t = torch.linspace(d.t[0], d.t[1], self.n_times, dtype=torch.float64)  # (T,)
+        xyt = torch.cat([xy.repeat(self.n_times, 1), t.repeat_interleave(self.n_sensors)[:, None]], dim=-1)  # (S*T, 3)
+        uv = problem.displacement(xyt)  # (S*T, 2), float64 so the clean data are exact to float32 rounding
+        if self.noise > 0:
+            sigma = self.noise * uv.pow(2).mean().sqrt()
+            uv = uv + sigma * torch.randn(uv.shape, generator=g, dtype=torch.float64)
+        return torch.cat([xyt, uv], dim=-1).float()  # (S*T, 5)
+
+
+class FileObservations(Observations):
+    """Measurements read from a ``.npz`` or ``.csv`` file with columns ``x, y, t, u, v``.
+
+    Args:
+        path: The file; every sample must lie inside the problem's domain.
+    """
+
+    def __init__(self, path: str = "observations.csv") -> None:
+        self.path = str(path)
+
+    def load(self, problem: Problem) -> Tensor:
+        obs = read_observations(self.path)
+        d = problem.domain
+        lo = torch.tensor(d.lower, dtype=obs.dtype)
+        hi = torch.tensor(d.upper, dtype=obs.dtype)
+        outside = ((obs[:, :3] < lo) | (obs[:, :3] > hi)).any(-1).nonzero()
+        if len(outside):
+            i = int(outside[0])
+            raise ValueError(
+                f"{self.path}: sample {i} (x, y, t) = {obs[i, :3].tolist()} lies outside the problem's domain "
+                f"x={list(d.x)}, y={list(d.y)}, t={list(d.t)}; fix the sample or the domain."
+            )
+        return obs
+
+
+def read_observations(path: str | Path) -> Tensor:
+    """Read ``(M, 5)`` float32 samples ``(x, y, t, u, v)`` from a ``.npz`` or ``.csv`` file.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: Unknown extension, a missing column, a non-numeric or non-finite value, ragged columns or no
+            samples; the message names the file and the column or row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"observation file {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        columns = _read_npz(path)
+    elif suffix == ".csv":
+        columns = _read_csv(path)
+    else:
+        raise ValueError(
+            f"observation file {path}: unknown format {suffix!r}; use .npz or .csv with columns x, y, t, u, v."
+        )
+    data = np.stack([columns[c] for c in COLUMNS], axis=-1)  # (M, 5)
+    if data.shape[0] == 0:
+        raise ValueError(f"observation file {path} holds no samples.")
+    return torch.from_numpy(data).float()
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as err:  # a truncated or foreign file: numpy raises several different types
+        raise ValueError(f"observation file {path} is not a readable .npz archive ({err}).") from err
+    with archive:
+        missing = [c for c in COLUMNS if c not in archive.files]
+        if missing:
+            raise ValueError(f"observation file {path}: missing column {missing[0]!r} (arrays present: "
+                             f"{sorted(archive.files)}; needed: {list(COLUMNS)}).")
+        columns = {}
+        for c in COLUMNS:
+            a = archive[c]
+            if a.ndim != 1 or not np.issubdtype(a.dtype, np.number):
+                raise ValueError(f"observation file {path}: column {c!r} must be a 1-D numeric array, "
+                                 f"got shape {a.shape} dtype {a.dtype}.")
+            bad = np.flatnonzero(~np.isfinite(a))
+            if len(bad):
+                raise ValueError(f"observation file {path}: column {c!r}, sample {bad[0]} (0-based) is {a[bad[0]]}, "
+                                 "not a finite number.")
+            columns[c] = a.astype(np.float64)
+    lengths = {c: len(a) for c, a in columns.items()}
+    if len(set(lengths.values())) > 1:
+        c = next(c for c in COLUMNS if lengths[c] != lengths["x"])
+        raise ValueError(f"observation file {path}: column {c!r} has {lengths[c]} samples but 'x' has {lengths['x']}.")
+    return columns
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        # (line number, fields); blank lines carry no sample
+        rows = [(reader.line_num, r) for r in reader if r and any(cell.strip() for cell in r)]
+    if not rows:
+        raise ValueError(f"observation file {path} is empty; it needs a header line 'x,y,t,u,v' and samples.")
+    header = [cell.strip() for cell in rows[0][1]]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"observation file {path}: missing column {missing[0]!r} in the header {header}; "
+                         f"the first line must name the columns {', '.join(COLUMNS)}.")
+    index = {c: header.index(c) for c in COLUMNS}
+    values = np.empty((len(rows) - 1, len(COLUMNS)))
+    for i, (line, row) in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise ValueError(f"observation file {path}: line {line} has {len(row)} fields, the header has "
+                             f"{len(header)}.")
+        for j, c in enumerate(COLUMNS):
+            cell = row[index[c]].strip()
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                values[i, j] = math.nan
+            if not math.isfinite(values[i, j]):
+                raise ValueError(f"observation file {path}: line {line}, column {c!r}: {cell!r} is not a finite "
+                                 "number.")
+    return {c: values[:, j] for j, c in enumerate(COLUMNS)}
+
+
+def write_observations(path: str | Path, observations: Tensor) -> None:
+    """Write samples ``(M, 5)`` to a ``.npz`` or ``.csv`` file in the format :func:`read_observations` reads."""
+    path = Path(path)
+    data = observations.detach().cpu().double().numpy()
+    if path.suffix.lower() == ".npz":
+        np.savez(path, **{c: data[:, j] for j, c in enumerate(COLUMNS)})
+    elif path.suffix.lower() == ".csv":
+        np.savetxt(path, data, delimiter=",", header=",".join(COLUMNS), comments="", fmt="%.9g")
+    else:
+        raise ValueError(f"observation file {path}: unknown format {path.suffix!r}; use .npz or .csv.")
