@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from pinn.checkpointing import check_state_dict, rng_states, set_rng_states
@@ -173,6 +174,11 @@ class ElasticPINN(L.LightningModule):
             values = self.trainable_material.values()
             self.log_dict({f"material/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False)
         return loss
+
+    def on_fit_end(self) -> None:
+        if self.trainable_material is not None:  # the answer of an inverse run, where the user sees it
+            rank_zero_info(f"Recovered material after {self.global_step} steps: {self.trainable_material.extra_repr()}"
+                           " (* = trained, else known)")
 
     @torch.enable_grad()
     def validation_step(self, xyt: Tensor, batch_idx: int) -> None:
