@@ -162,6 +162,11 @@ def main() -> None:
     except (UserError, ValueError, FileNotFoundError) as err:
         if os.environ.get("PINN_DEBUG"):
             raise
+        # jsonargparse wraps an error raised while building a nested object (the problem, its material, the
+        # observations) in a multi-line "Does not validate against any of the Union subtypes"; the cause is the
+        # user's error.
+        while isinstance(err.__cause__, (ValueError, FileNotFoundError)):
+            err = err.__cause__
         print(f"pinn: error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -162,7 +162,8 @@ class ElasticDataModule(L.LightningDataModule):
         self.resamples = 0  # adaptive resamples done so far
         self.points_moved = 0  # interior points replaced or added by them, in total
         self.observations = observations
-        self.observed: Tensor | None = None  # (M, 5), loaded in setup; fixed for the whole run
+        # (M, 5), fixed for the whole run; loaded here so that a bad file stops a run before anything is written
+        self.observed: Tensor | None = None if observations is None else observations.load(self.problem)
 
     # ---- pools -------------------------------------------------------------------------------------------
     def draw(self, pool: str, n: int) -> Tensor:
@@ -179,8 +180,6 @@ class ElasticDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.pools:
             self.pools = {name: self.draw(name, self.n[name]) for name in POOLS}
-        if self.observations is not None and self.observed is None:
-            self.observed = self.observations.load(self.problem)
 
     @property
     def batches_per_pass(self) -> int:

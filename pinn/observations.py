@@ -85,16 +85,19 @@ class SyntheticObservations(Observations):
 class FileObservations(Observations):
     """Measurements read from a ``.npz`` or ``.csv`` file with columns ``x, y, t, u, v``.
 
+    The file is read and checked when the object is built, so a malformed file stops a run before anything
+    is written.
+
     Args:
         path: The file; every sample must lie inside the problem's domain.
     """
 
     def __init__(self, path: str = "observations.csv") -> None:
         self.path = str(path)
+        self.samples = read_observations(self.path)  # (M, 5)
 
     def load(self, problem: Problem) -> Tensor:
-        obs = read_observations(self.path)
-        d = problem.domain
+        obs, d = self.samples, problem.domain
         lo = torch.tensor(d.lower, dtype=obs.dtype)
         hi = torch.tensor(d.upper, dtype=obs.dtype)
         outside = ((obs[:, :3] < lo) | (obs[:, :3] > hi)).any(-1).nonzero()
@@ -104,7 +107,7 @@ class FileObservations(Observations):
                 f"{self.path}: sample {i} (x, y, t) = {obs[i, :3].tolist()} lies outside the problem's domain "
                 f"x={list(d.x)}, y={list(d.y)}, t={list(d.t)}; fix the sample or the domain."
             )
-        return obs
+        return obs.clone()
 
 
 def read_observations(path: str | Path) -> Tensor:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pinn.cli import cli_main, main
 from pinn.data import ElasticDataModule
 from pinn.observations import FileObservations, SyntheticObservations, read_observations, write_observations
 from pinn.physics import Material
@@ -95,6 +98,7 @@ def test_data_module_puts_the_observations_in_every_batch(tmp_path):
     write_observations(path, samples())
     dm = ElasticDataModule(plane_waves(), n_interior=16, n_boundary=8, n_initial=8, batch_size=4,
                            observations=FileObservations(str(path)))
+    torch.testing.assert_close(dm.observed, samples())  # loaded (and checked) when the data module is built
     dm.setup()
     for step in range(5):
         torch.testing.assert_close(dm.batch(step)["observations"], samples())
@@ -164,3 +168,43 @@ def test_sample_outside_the_domain_is_named(tmp_path):
     path.write_text("x,y,t,u,v\n0.5,0,0.1,0,0\n0.5,0,0.7,0,0\n")  # t = 0.7 > t1 = 0.5
     with pytest.raises(ValueError, match=r"far.csv: sample 1 .* outside the problem's domain"):
         FileObservations(str(path)).load(plane_waves())
+
+
+# ---- through the command line ------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false", "--model.width", "8", "--model.depth",
+        "1", "--data.n_interior", "16", "--data.batch_size", "null", "--data.n_boundary", "8", "--data.n_initial", "8",
+        "--data.val_grid", "[3, 3, 2]"]
+
+
+def _overlay(tmp_path, measurements: Path) -> Path:
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("data:\n  observations:\n    class_path: pinn.observations.FileObservations\n"
+                       f"    init_args:\n      path: {measurements}\n")
+    return overlay
+
+
+def test_cli_inverts_measurements_from_a_file_overlay(tmp_path):
+    reference = PlaneWaves([Wave("P", 0.3, 2 * math.pi), Wave("S", 1.2, 2 * math.pi)], Domain(), Material(1, 0.5, 1))
+    measured = SyntheticObservations(n_sensors=6, n_times=3, noise=0.01, seed=2).load(reference)
+    write_observations(tmp_path / "measured.csv", measured)
+    args = ["fit", "-c", str(ROOT / "configs/inverse_plane_wave.yaml"), "-c", str(_overlay(tmp_path, tmp_path /
+            "measured.csv")), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *TINY]
+    cli = cli_main(args)
+    torch.testing.assert_close(cli.datamodule.observed, measured, rtol=1e-7, atol=1e-7)
+    assert "train/loss_data" in cli.trainer.callback_metrics and cli.trainer.global_step == 2
+
+
+def test_cli_reports_a_malformed_file_in_one_line(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "field.csv"
+    bad.write_text("x,y,t,u,v\n0.1,0.2,0.3,1,2\n0.1,0.2,0.4,1,\n")
+    logs = tmp_path / "logs"
+    argv = ["pinn", "fit", "-c", str(ROOT / "configs/inverse_plane_wave.yaml"), "-c", str(_overlay(tmp_path, bad)),
+            "--trainer.logger.init_args.save_dir", str(logs), *TINY]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "field.csv" in errors[0] and "line 3" in errors[0] and "column 'v'" in errors[0]
+    assert not logs.exists()  # stopped before anything was written
