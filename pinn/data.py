@@ -3,8 +3,9 @@
 The data module owns all randomness of sampling through its own ``torch.Generator``; its ``state_dict`` holds
 the pools, that generator and the resampling counters, so a checkpoint carries them. A training batch is a dict
 of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``, plus ``"observations"`` ``(M, 5)`` columns
-``(x, y, t, u, v)`` (all of them, every step) when the data module has observations. Which slice of the pools
-step ``s`` trains on is a pure function of ``s`` and the pools, so a resumed run sees the same batches as an uninterrupted one.
+``(x, y, t, u, v)`` (all of them every step, shared among processes like the pools) when the data module has
+observations. Which slice of the pools step ``s`` trains on is a pure function of ``s`` and the pools, so a
+resumed run sees the same batches as an uninterrupted one.
 
 Several processes (Lightning DDP): every rank draws the same GLOBAL pools from the same seed and keeps them (the
 ``state_dict`` is the same on every rank and independent of the device count). The point counts and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -105,6 +106,29 @@ def test_data_module_puts_the_observations_in_every_batch(tmp_path):
     plain = ElasticDataModule(plane_waves(), n_interior=16, n_boundary=8, n_initial=8)
     plain.setup()
     assert set(plain.batch(0)) == {"interior", "boundary", "initial"}
+
+
+def test_processes_share_the_observations_without_overlap():
+    obs = SyntheticObservations(n_sensors=7, n_times=3, seed=1)
+
+    def make() -> ElasticDataModule:
+        return ElasticDataModule(plane_waves(), n_interior=24, n_boundary=12, n_initial=12, batch_size=8,
+                                 observations=obs)
+
+    for world in (2, 3):
+        shares = []
+        for rank in range(world):
+            dm = make()
+            dm.trainer = SimpleNamespace(global_rank=rank, world_size=world, global_step=0)
+            dm.setup()
+            shares.append(dm.batch(1)["observations"])
+        assert sorted(map(tuple, torch.cat(shares).tolist())) == sorted(map(tuple, samples().tolist()))
+        assert max(len(x) for x in shares) - min(len(x) for x in shares) <= 1
+    few = ElasticDataModule(plane_waves(), n_interior=24, n_boundary=24, n_initial=24, observations=obs)
+    few.trainer = SimpleNamespace(global_rank=0, world_size=22, global_step=0)
+    few.setup()
+    with pytest.raises(ValueError, match="21 observations cannot be shared among 22 processes"):
+        few.batch(0)
 
 
 # ---- files: malformed --------------------------------------------------------------------------------------

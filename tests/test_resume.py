@@ -27,7 +27,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pinn.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
 from pinn.cli import cli_main
 from pinn.data import ElasticDataModule
+from pinn.material import Unknowns
 from pinn.module import ElasticPINN
+from pinn.observations import SyntheticObservations
 from pinn.problems import PlaneWaves, Wave
 from pinn.resampling import ResidualResampling
 
@@ -64,6 +66,9 @@ CASES = {
         ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8, chunk_size=40, log_images=False)]),
     # checkpoints written by a background thread from a snapshot taken at the step
     "async-io": Case(data={"batch_size": 16}, plugins=lambda: [AsyncCheckpointIO(VerifiedCheckpointIO())]),
+    # trainable material in its own param group, noisy sensor data: the material and its Adam state come back
+    "inverse": Case(data={"batch_size": 16, "observations": SyntheticObservations(n_sensors=6, n_times=3, noise=0.01)},
+                    model={"unknowns": Unknowns(lam=2.0, mu=2.0, lr=0.05)}),
 }
 
 
