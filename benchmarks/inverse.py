@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--noise-seeds", type=int, nargs="+", default=[0],
                         help="repeat the noisy run with these noise seeds (data.observations.init_args.seed)")
     ns = parser.parse_args()
+    sys.argv = sys.argv[:1]  # the runs take their arguments from run(), not from this script's command line
     rows = []
     for name in ns.runs:
         seeds = ns.noise_seeds if name == "noisy" else [0]
