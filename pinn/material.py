@@ -75,7 +75,10 @@ class TrainableMaterial(nn.Module):
         super().__init__()
         guess = {name: getattr(unknowns, name) for name in NAMES}
         start = {name: getattr(known, name) if guess[name] is None else guess[name] for name in NAMES}
-        Material(**start)  # the initial guess must itself be admissible; raises a ValueError naming the entry
+        try:
+            Material(**start)  # the starting material must itself be admissible
+        except ValueError as err:
+            raise ValueError(f"model.unknowns: the initial guess is not admissible: {err}") from None
         self.trainable = unknowns.trainable
         for name in NAMES:
             if name not in self.trainable:
@@ -83,12 +86,7 @@ class TrainableMaterial(nn.Module):
         # Raw values that map back exactly onto the initial guess (inverse of the maps in the module docstring).
         mu_floor = 0.0 if "lam" in self.trainable else max(0.0, -start["lam"])
         raw = {"rho": start["rho"], "mu": start["mu"] - mu_floor, "lam": start["lam"] + start["mu"]}
-        for name in self.trainable:
-            if not raw[name] > 0:
-                raise ValueError(
-                    f"model.unknowns.{name}={start[name]} is not admissible with the known lam={start['lam']}: "
-                    "lam + mu must be > 0."
-                )
+        for name in self.trainable:  # every raw value is > 0 here: the starting material was admissible
             setattr(self, "raw_" + name, nn.Parameter(torch.tensor(math.log(raw[name]))))
 
     def _known(self, name: str) -> Tensor:

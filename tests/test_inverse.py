@@ -84,8 +84,9 @@ def test_negative_known_lam_raises_the_floor_of_mu():
 
 @pytest.mark.parametrize(
     "unknowns, word",
-    [(dict(mu=-1.0), "mu"), (dict(rho=0.0), "rho"), (dict(lam=-3.0), "lam"), (dict(lam=math.inf), "lam"),
-     (dict(mu=1.0, lr=0.0), "lr")],
+    [(dict(mu=-1.0), "unknowns.*mu=-1.0"), (dict(rho=0.0), "unknowns.*rho=0.0"),
+     (dict(lam=-3.0), "unknowns.*lam=-3.0.*lam \\+ mu"), (dict(lam=math.inf), "unknowns.lam=inf"),
+     (dict(mu=1.0, lr=0.0), "unknowns.lr=0.0")],
 )
 def test_inadmissible_guesses_and_settings_are_refused(unknowns, word):
     with pytest.raises(ValueError, match=word):
