@@ -163,6 +163,8 @@ class ElasticDataModule(L.LightningDataModule):
         self.resamples = 0  # adaptive resamples done so far
         self.points_moved = 0  # interior points replaced or added by them, in total
         self.observations = observations
+        if observations is not None:
+            self.hparams["observations"] = observations.config()  # plain data, so checkpoints load with weights_only
         # (M, 5), fixed for the whole run; loaded here so that a bad file stops a run before anything is written
         self.observed: Tensor | None = None if observations is None else observations.load(self.problem)
 

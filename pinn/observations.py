@@ -35,6 +35,14 @@ class Observations:
     def load(self, problem: Problem) -> Tensor:
         raise NotImplementedError
 
+    def init_args(self) -> dict:
+        """The constructor arguments, as plain data."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """``{"class_path", "init_args"}`` as in YAML: how hyper-parameters and checkpoints record the source."""
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": self.init_args()}
+
 
 class SyntheticObservations(Observations):
     """Sensors reading the problem's exact displacement, with optional Gaussian noise.
@@ -60,6 +68,10 @@ class SyntheticObservations(Observations):
         if not (math.isfinite(noise) and noise >= 0):
             raise ValueError(f"data.observations.noise={noise} must be a finite number >= 0.")
         self.n_sensors, self.layout, self.n_times, self.noise, self.seed = n_sensors, layout, n_times, noise, seed
+
+    def init_args(self) -> dict:
+        return {"n_sensors": self.n_sensors, "layout": self.layout, "n_times": self.n_times, "noise": self.noise,
+                "seed": self.seed}
 
     def load(self, problem: Problem) -> Tensor:
         if not problem.has_exact:
@@ -95,6 +107,9 @@ class FileObservations(Observations):
     def __init__(self, path: str = "observations.csv") -> None:
         self.path = str(path)
         self.samples = read_observations(self.path)  # (M, 5)
+
+    def init_args(self) -> dict:
+        return {"path": self.path}
 
     def load(self, problem: Problem) -> Tensor:
         obs, d = self.samples, problem.domain

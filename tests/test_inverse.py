@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from pinn.checkpointing import load_checkpoint
 from pinn.cli import cli_main, main
 from pinn.data import ElasticDataModule
 from pinn.material import TrainableMaterial, Unknowns
@@ -206,10 +207,11 @@ def test_small_joint_inversion_moves_towards_the_truth(tmp_path):
     assert "train/loss_data" in trainer.callback_metrics
 
 
-def test_reference_config_runs_through_the_cli(tmp_path):
+def test_reference_config_runs_through_the_cli_and_checkpoints_the_material(tmp_path):
     args = ["fit", "-c", str(ROOT / "configs/inverse_plane_wave.yaml"),
             "--trainer.max_steps", "3", "--trainer.logger.init_args.save_dir", str(tmp_path),
             "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
+            "--trainer.check_val_every_n_epoch", "1", "--data.steps_per_epoch", "3",
             "--model.width", "8", "--model.depth", "1", "--data.n_interior", "32", "--data.batch_size", "16",
             "--data.n_boundary", "16", "--data.n_initial", "16", "--data.val_grid", "[4, 4, 3]",
             "--data.observations.init_args.n_sensors", "5", "--data.observations.init_args.noise", "0.01"]
@@ -218,3 +220,11 @@ def test_reference_config_runs_through_the_cli(tmp_path):
     assert {"material/lam", "material/mu", "material/rho", "train/loss_data"} <= set(metrics)
     assert float(metrics["material/rho"]) == 1.0 and float(metrics["material/lam"]) != 2.0
     assert cli.datamodule.observations.noise == 0.01 and cli.datamodule.observed.shape == (5 * 21, 5)
+    ckpt = load_checkpoint(next(tmp_path.glob("inverse_plane_wave/version_0/checkpoints/last.ckpt")))
+    material = cli.model.trainable_material
+    assert torch.equal(ckpt["state_dict"]["trainable_material.raw_lam"], material.raw_lam.detach())
+    assert torch.equal(ckpt["state_dict"]["trainable_material.raw_mu"], material.raw_mu.detach())
+    assert ckpt["hyper_parameters"]["unknowns"] == {"lam": 2.0, "mu": 2.0, "rho": None, "lr": 0.01}
+    observations = ckpt["datamodule_hyper_parameters"]["observations"]
+    assert observations["class_path"] == "pinn.observations.SyntheticObservations"
+    assert observations["init_args"]["noise"] == 0.01 and observations["init_args"]["n_sensors"] == 5

@@ -60,6 +60,19 @@ def test_synthetic_noise_has_the_requested_relative_level():
     assert abs(float(noise.mean() / rms)) < 0.002
 
 
+def test_sources_record_their_settings_as_plain_data(tmp_path):
+    synthetic = SyntheticObservations(n_sensors=9, layout="sobol", n_times=2, noise=0.02, seed=7)
+    config = synthetic.config()
+    assert config == {"class_path": "pinn.observations.SyntheticObservations",
+                      "init_args": {"n_sensors": 9, "layout": "sobol", "n_times": 2, "noise": 0.02, "seed": 7}}
+    rebuilt = SyntheticObservations(**config["init_args"])
+    assert torch.equal(rebuilt.load(plane_waves()), synthetic.load(plane_waves()))
+    write_observations(tmp_path / "m.csv", samples())
+    assert FileObservations(str(tmp_path / "m.csv")).config()["init_args"] == {"path": str(tmp_path / "m.csv")}
+    dm = ElasticDataModule(plane_waves(), n_interior=8, n_boundary=8, n_initial=8, observations=synthetic)
+    assert dm.hparams["observations"] == config  # what a checkpoint stores: plain data, no pickled object
+
+
 @pytest.mark.parametrize(
     "kwargs, word",
     [({"n_sensors": 0}, "n_sensors"), ({"n_times": 0}, "n_times"), ({"noise": -0.1}, "noise"),
