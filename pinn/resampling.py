@@ -131,12 +131,23 @@ class ResidualResampling(L.Callback):
 
         return lambda points: sharded(local, points, trainer.global_rank, trainer.world_size, gather)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run that reached max_steps on a resampling step skipped that resample (nothing was left to train on the
+        # new pool). Resumed with a larger max_steps, it does it now, before its first step, so that it continues
+        # exactly as one uninterrupted run would. The data module counts its resamples, so a run resumed from a
+        # checkpoint written after the resample is not resampled twice.
+        step, dm = trainer.global_step, trainer.datamodule
+        if self.due(step, None) and dm is not None and getattr(dm, "resamples", step) < step // self.every_n_steps:
+            self._resample(trainer, pl_module, step)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
         step = trainer.global_step
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # mid-accumulation: the global step has not moved, and must not trigger a second resample
-        if not self.due(step, trainer.max_steps):
-            return
+        if self.due(step, trainer.max_steps):
+            self._resample(trainer, pl_module, step)
+
+    def _resample(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "resample"):
             raise ValueError("ResidualResampling needs an ElasticDataModule (the `data:` section); none is attached.")
