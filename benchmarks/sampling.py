@@ -8,8 +8,8 @@ residual-based sampling (Wu et al. 2023, CMAME 403, 115671) should move them ont
 Every method gets the same network, steps, optimizer and interior point budget (RAR-D starts from half of it
 and grows to it). Runs the real data module, callback and Lightning module; prints a markdown table of the
 final val/rel_l2 (mean, sample standard deviation and every seed). Each run uses one CPU thread; ``--jobs``
-runs several at once. The defaults are 12 runs of 3000 steps: 64 min with ``--jobs 2`` on a 2-core machine
-heavily shared with other work; a step costs about 18 ms of CPU time, so about 10 min is expected on a quiet one.
+runs several at once. The defaults are 12 runs of 3000 steps: 7 min with ``--jobs 2`` on an idle 2-core machine
+(about 22 ms a step per run), 64 min on the same machine heavily shared with other work.
 
     python benchmarks/sampling.py [--steps 3000] [--seeds 3] [--jobs 2]
     python benchmarks/sampling.py --quick        # about a minute: checks that it runs, figures meaningless
