@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # the repository's own pinn, also when run as a s
 
 from pinn.cli import cli_main  # noqa: E402
 from pinn.data import ElasticDataModule  # noqa: E402
+from pinn.metrics import RelativeL2  # noqa: E402
 from pinn.module import ElasticPINN  # noqa: E402
 from pinn.network import MLP  # noqa: E402
 from pinn.optim import PersistentAdam, StatelessAdam  # noqa: E402
@@ -141,8 +142,7 @@ def train(model: ElasticPINN, data: ElasticDataModule, opt: torch.optim.Optimize
         if data.batches_per_pass > 1:
             batch = {k: v.to(device) for k, v in data.batch(step).items()}
         opt.zero_grad(set_to_none=True)
-        terms = model.loss_terms(batch)
-        loss = sum(getattr(model.weights, k) * v for k, v in terms.items())
+        loss, _ = model.training_loss(batch)
         losses.append(loss.item())  # the loss at theta_step, before this step's update
         if not math.isfinite(losses[-1]) or step == steps:
             break
@@ -157,8 +157,9 @@ def train(model: ElasticPINN, data: ElasticDataModule, opt: torch.optim.Optimize
 @torch.no_grad()
 def rel_l2(model: ElasticPINN, data: ElasticDataModule, device: str) -> float:
     xyt = data.grid().to(device)
-    pred, exact = model(xyt), model.problem.displacement(xyt)
-    return ((pred - exact).norm() / exact.norm()).item()
+    metric = RelativeL2().to(device)
+    metric.update(model(xyt), model.problem.displacement(xyt))
+    return metric.compute()["rel_l2"].item()
 
 
 def curve(name: str, config: Path, seed: int, steps: int, report_at: int, device: str,

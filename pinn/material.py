@@ -88,6 +88,8 @@ class TrainableMaterial(nn.Module):
         raw = {"rho": start["rho"], "mu": start["mu"] - mu_floor, "lam": start["lam"] + start["mu"]}
         for name in self.trainable:  # every raw value is > 0 here: the starting material was admissible
             setattr(self, "raw_" + name, nn.Parameter(torch.tensor(math.log(raw[name]))))
+        # derived from the known entries, so not saved: checkpoints hold only the raw parameters and known values
+        self.register_buffer("mu_floor", torch.tensor(float(mu_floor)), persistent=False)
 
     def _known(self, name: str) -> Tensor:
         return getattr(self, name + "_known")
@@ -100,10 +102,7 @@ class TrainableMaterial(nn.Module):
     @property
     def mu(self) -> Tensor:
         """Shear modulus, 0-d tensor > max(0, -lam)."""
-        if "mu" not in self.trainable:
-            return self._known("mu")
-        floor = 0.0 if "lam" in self.trainable else (-self._known("lam")).clamp(min=0.0)
-        return floor + self.raw_mu.exp()
+        return self.mu_floor + self.raw_mu.exp() if "mu" in self.trainable else self._known("mu")
 
     @property
     def lam(self) -> Tensor:

@@ -13,7 +13,7 @@ from torch import Tensor
 from pinn.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.compiled import CompiledLoss
 from pinn.derivatives import Engine, compute_fields
-from pinn.material import TrainableMaterial, Unknowns, check_identifiable
+from pinn.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
 from pinn.metrics import RelativeL2
 from pinn.network import MLP, Activation
 from pinn.optim import PersistentAdam
@@ -171,8 +171,9 @@ class ElasticPINN(L.LightningModule):
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         if self.trainable_material is not None:
-            values = self.trainable_material.values()
-            self.log_dict({f"material/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False)
+            # tensors, not floats: converting to a float every step would make a GPU synchronise every step
+            material = {f"material/{k}": getattr(self.trainable_material, k).detach() for k in NAMES}
+            self.log_dict(material, on_step=True, on_epoch=False)
         return loss
 
     def on_fit_end(self) -> None:

@@ -82,9 +82,7 @@ class SyntheticObservations(Observations):
         g = torch.Generator().manual_seed(self.seed)
         d = problem.domain
         unit = sample(self.layout, self.n_sensors, 2, g).double()  # (S, 2)
-        xy = torch.tensor([d.x[0], d.y[0]], dtype=torch.float64) + unit * torch.tensor(
-            [d.x[1] - d.x[0], d.y[1] - d.y[0]], dtype=torch.float64
-        )
+        xy = d.initial_from_unit(unit)[:, :2]  # sensor positions in the x-y rectangle
         t = torch.linspace(d.t[0], d.t[1], self.n_times, dtype=torch.float64)  # (T,)
         xyt = torch.cat([xy.repeat(self.n_times, 1), t.repeat_interleave(self.n_sensors)[:, None]], dim=-1)  # (S*T, 3)
         uv = problem.displacement(xyt)  # (S*T, 2), float64 so the clean data are exact to float32 rounding

@@ -115,10 +115,13 @@ class ResidualResampling(L.Callback):
         self.chunk_size = chunk_size
         self.log_images = log_images
 
-    def due(self, step: int, max_steps: int) -> bool:
-        """Whether a resample follows the optimizer step that brought the trainer to ``step``."""
-        last = max_steps is not None and 0 < max_steps <= step  # nothing left to train on a new pool
-        return step > 0 and step % self.every_n_steps == 0 and not last
+    def due(self, step: int) -> bool:
+        """Whether a resample follows the optimizer step that brought the trainer to ``step``.
+
+        Also at ``max_steps``: the run does not train on that pool, but its last checkpoint then holds it, so a run
+        resumed with a larger ``max_steps`` goes on exactly as one uninterrupted run would.
+        """
+        return step > 0 and step % self.every_n_steps == 0
 
     def residual_fn(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Callable[[Tensor], Tensor]:
         """Candidates ``(M, 3)`` -> residual norms ``(M,)``, chunked, and sharded over ranks when there are several."""
@@ -131,23 +134,12 @@ class ResidualResampling(L.Callback):
 
         return lambda points: sharded(local, points, trainer.global_rank, trainer.world_size, gather)
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # A run that reached max_steps on a resampling step skipped that resample (nothing was left to train on the
-        # new pool). Resumed with a larger max_steps, it does it now, before its first step, so that it continues
-        # exactly as one uninterrupted run would. The data module counts its resamples, so a run resumed from a
-        # checkpoint written after the resample is not resampled twice.
-        step, dm = trainer.global_step, trainer.datamodule
-        if self.due(step, None) and dm is not None and getattr(dm, "resamples", step) < step // self.every_n_steps:
-            self._resample(trainer, pl_module, step)
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
         step = trainer.global_step
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # mid-accumulation: the global step has not moved, and must not trigger a second resample
-        if self.due(step, trainer.max_steps):
-            self._resample(trainer, pl_module, step)
-
-    def _resample(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        if not self.due(step):
+            return
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "resample"):
             raise ValueError("ResidualResampling needs an ElasticDataModule (the `data:` section); none is attached.")

@@ -175,30 +175,30 @@ def test_callback_resamples_on_schedule_trains_on_the_new_pool_and_logs(tmp_path
     callback = ResidualResampling("rad", every_n_steps=3, n_candidates=500, chunk_size=128)
     watch = PoolWatch()
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="rad")
-    trainer = L.Trainer(max_steps=9, callbacks=[callback, watch], logger=logger, enable_checkpointing=False,
+    trainer = L.Trainer(max_steps=10, callbacks=[callback, watch], logger=logger, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, inference_mode=False,
                         limit_val_batches=0, accelerator="cpu")
     trainer.fit(model, datamodule=dm)
-    assert [s for s in range(1, 10) if callback.due(s, 9)] == [3, 6]  # never at max_steps
-    assert (dm.resamples, dm.points_moved, dm.pool_version) == (2, 128, 2)
-    assert watch.same == [True] * 9  # Lightning prefetches a batch, yet every step sees the current pool
+    assert [s for s in range(11) if callback.due(s)] == [3, 6, 9]
+    assert (dm.resamples, dm.points_moved, dm.pool_version) == (3, 192, 3)
+    assert watch.same == [True] * 10  # Lightning prefetches a batch, yet every step sees the current pool
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "histograms": 0})
     events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("resample/moved")] == [(3, 64.0), (6, 64.0)]
-    assert [e.step for e in events.Histograms("resample/residual")] == [3, 6]
-    assert [e.step for e in events.Images("resample/interior_points")] == [3, 6]
+    assert [(e.step, e.value) for e in events.Scalars("resample/moved")] == [(3, 64.0), (6, 64.0), (9, 64.0)]
+    assert [e.step for e in events.Histograms("resample/residual")] == [3, 6, 9]
+    assert [e.step for e in events.Images("resample/interior_points")] == [3, 6, 9]
 
 
 def test_callback_resamples_once_per_optimizer_step_under_gradient_accumulation():
     L.seed_everything(0)
     dm = ElasticDataModule(n_interior=32, n_boundary=8, n_initial=8, steps_per_epoch=8, val_grid=(3, 3, 2))
     model = ElasticPINN(dm.problem, width=8, depth=1)
-    trainer = L.Trainer(max_steps=4, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_steps=5, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, inference_mode=False,
                         limit_val_batches=0, accelerator="cpu",
                         callbacks=[ResidualResampling("rad", every_n_steps=2, n_candidates=100, log_images=False)])
     trainer.fit(model, datamodule=dm)
-    assert trainer.global_step == 4 and dm.resamples == 1  # at step 2 only, not again on its next micro-batch
+    assert trainer.global_step == 5 and dm.resamples == 2  # at steps 2 and 4, not again on their next micro-batch
 
 
 @pytest.mark.parametrize("kwargs, match", [({"every_n_steps": 0}, "every_n_steps=0"),
@@ -221,5 +221,6 @@ def test_rad_config_runs_through_the_cli(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     ckpt = torch.load(tmp_path / "plane_wave_rad/version_0/checkpoints/last.ckpt", weights_only=True)
     state = ckpt["ElasticDataModule"]
-    assert (state["resamples"], state["points_moved"]) == (2, 256)  # steps 2 and 4
+    # steps 2, 4 and 6: the last checkpoint holds the pool that a run resumed from it trains on
+    assert (state["resamples"], state["points_moved"]) == (3, 384)
     assert state["pools"]["interior"].shape == (128, 3)
