@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pinn.checkpointing import (  # noqa: E402
+    FORMAT_VERSION,
     RunCheckpoint,
     VerifiedCheckpointIO,
     atomic_write,
@@ -39,21 +39,19 @@ from pinn.checkpointing import (  # noqa: E402
     plain,
     seal,
 )
-from pinn.data import ElasticDataModule  # noqa: E402
-from pinn.module import ElasticPINN, LossWeights  # noqa: E402
-from pinn.physics import Material  # noqa: E402
-from pinn.problems import PlaneWaves, Wave  # noqa: E402
+from pinn.cli import cli_main  # noqa: E402
+from pinn.module import ElasticPINN  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs/plane_wave.yaml"
 
 TARGETS = {"save": 100.0, "load": 200.0, "size_factor": 3.5, "size_extra": 64 * 1024, "overhead": 2.0}
 
 
 def reference(device: str, max_steps: int, callbacks: list, root: Path) -> tuple[L.Trainer, ElasticPINN]:
     """The setup of configs/plane_wave.yaml, ready to train ``max_steps`` steps without validation or logging."""
-    L.seed_everything(0, verbose=False)
-    k = 2 * math.pi
-    problem = PlaneWaves([Wave("P", 0.3, k), Wave("S", 1.2, k)], material=Material(lam=1.0, mu=0.5, rho=1.0))
-    model = ElasticPINN(problem, width=64, depth=4, loss_weights=LossWeights(pde=1e-3, ic_vel=0.02))
-    data = ElasticDataModule(problem, n_interior=4096, n_boundary=1024, n_initial=1024, steps_per_epoch=100)
+    # built by the CLI from the config itself, so the benchmark follows the reference setup when it changes
+    cli = cli_main(["-c", str(CONFIG), "--seed_everything", "0", "--trainer.logger", "false"], run=False)
+    model, data = cli.model, cli.datamodule
     trainer = L.Trainer(
         max_steps=max_steps, accelerator=device, devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=bool(callbacks), limit_val_batches=0, inference_mode=False,
@@ -99,24 +97,23 @@ def save_stages(trainer: L.Trainer, path: Path, repeats: int) -> dict[str, float
         times.setdefault(name, []).append((time.perf_counter() - start) * 1e3)
         return out
 
-    def torch_save(payload) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        return buffer.getvalue()
-
     for _ in range(repeats):
         state = stage("gather states", trainer._checkpoint_connector.dump_checkpoint, False)
-        archive = stage("torch.save to memory", lambda: torch_save(plain({**state, "format_version": 1})))
+        archive = stage("torch.save to memory", lambda: torch_save(plain({**state, "format_version": FORMAT_VERSION})))
         archive = stage("deflate", deflate, archive)
         archive = stage("sha-256", seal, archive)
         stage("write + fsync + rename", atomic_write, path, archive)
     return {name: statistics.median(ms) for name, ms in times.items()}
 
 
-def part_bytes(value) -> int:
+def torch_save(payload) -> bytes:
     buffer = io.BytesIO()
-    torch.save(value, buffer)
-    return len(buffer.getvalue())
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def part_bytes(value) -> int:
+    return len(torch_save(value))
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET = {"n_interior": 4096, "n_boundary": 1024, "n_initial": 1024}  # configs/plane_wave.yaml
+CONFIG = ROOT / "configs/plane_wave.yaml"
+BUDGET = {k: yaml.safe_load(CONFIG.read_text())["data"][k] for k in ("n_interior", "n_boundary", "n_initial")}
 
 
 class StepTimer(L.Callback):
@@ -84,7 +85,7 @@ def run(processes: int, mode: str, args: argparse.Namespace, tmp: Path) -> dict:
     }
     config = tmp / f"{mode}-{processes}.yaml"
     config.write_text(yaml.safe_dump(overlay))
-    cmd = [sys.executable, "-m", "pinn", "fit", "-c", str(ROOT / "configs" / "plane_wave.yaml"), "-c", str(config)]
+    cmd = [sys.executable, "-m", "pinn", "fit", "-c", str(CONFIG), "-c", str(config)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:

@@ -43,6 +43,12 @@ def find_last_checkpoint(save_dir: str | Path, name: str) -> tuple[Path, int] | 
     return path, version
 
 
+def _is_checkpoint_file(ckpt_path: str | Path | None) -> bool:
+    """Whether ``--ckpt_path`` names a file (or ``last``, which the CLI resolves to one), not one of Lightning's
+    special values: ``best``, ``hpc`` or a ``registry`` model."""
+    return bool(ckpt_path) and ckpt_path not in ("best", "hpc") and not str(ckpt_path).startswith("registry")
+
+
 class PINNCLI(LightningCLI):
     """LightningCLI for elastic PINNs: links the problem from the data module into the model, adds a
     ``checkpoint`` section (:class:`~pinn.checkpointing.RunCheckpoint`: best by ``val/rel_l2`` plus ``last.ckpt``),
@@ -86,7 +92,7 @@ class PINNCLI(LightningCLI):
             return
         ckpt_path = self.config[sub].get("ckpt_path")
         given = self.config.get("config") or self.config[sub].get("config")
-        if not ckpt_path or ckpt_path in ("last", "best", "hpc") or given:
+        if not _is_checkpoint_file(ckpt_path) or ckpt_path == "last" or given:
             return
         stored = load_checkpoint(ckpt_path).get("config")
         if not stored:
@@ -125,7 +131,7 @@ class PINNCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         """Verify the checkpoint and its fit to the model now, before the trainer writes anything."""
         ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
-        if ckpt_path and ckpt_path not in ("best", "hpc") and not str(ckpt_path).startswith("registry"):
+        if _is_checkpoint_file(ckpt_path):  # "last" is a file by now (before_instantiate_classes)
             check_state_dict(load_checkpoint(ckpt_path)["state_dict"], self.model.state_dict(), ckpt_path)
 
     def instantiate_trainer(self, **kwargs):

@@ -85,7 +85,8 @@ def test_grid_shards_cover_the_grid_once_in_equal_batch_counts(world):
 
 
 def test_state_holds_the_global_pools_and_resumes_into_another_world_size():
-    two = attach(tiny_dm(), 1, 2)
+    two = attach(ElasticDataModule(**TINY["data"]), 1, 2)
+    two.setup("fit")  # as rank 1 of 2, so a pool drawn or stored per rank would show here
     state = two.state_dict()
     for name, pool in tiny_dm().pools.items():
         assert torch.equal(state["pools"][name], pool)  # the global pool, not rank 1's share
