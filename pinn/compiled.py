@@ -41,7 +41,9 @@ class CompiledLoss:
         # AOTAutograd's on-disk cache, on by default in torch 2.13: a training loss restored from it ran 40 % slower
         # than a fresh compile of the same loss (99 vs 70 ms a step for the reference model on a CPU), and saving an
         # entry once crashed the process with a segmentation fault, which no fallback can catch. Inductor's own
-        # kernel cache stays on, so a second run still skips most of the compiling.
+        # kernel cache stays on, so a second run still skips most of the compiling. The setting is process-wide (the
+        # backward of a recompiled loss is compiled later, inside the caller's backward, so a scoped patch would miss
+        # it); it is made only when compiling is asked for.
         torch._functorch.config.enable_autograd_cache = False
         try:
             self.compiled = torch.compile(fn, backend=backend)

@@ -22,7 +22,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from pinn.figures import field_figure, to_rgb
-from pinn.physics import residual
 
 VAL_METRICS = ("val/rel_l2", "val/rel_l2_u", "val/rel_l2_v")
 
@@ -114,9 +113,7 @@ class ResidualHistogram(_EveryNValidations):
     def residual(self, pl_module: L.LightningModule, xyt: torch.Tensor) -> torch.Tensor:
         """Residual ``(N, 2)`` at ``xyt (N, 3)``; gradients are switched on here, even under inference mode."""
         with torch.inference_mode(False), torch.enable_grad():
-            xyt = xyt.to(pl_module.device).clone()
-            fields = pl_module.fields(xyt, "pde")
-            return residual(fields, pl_module.material, pl_module.problem.body_force(xyt)).detach()
+            return pl_module.pde_residual(xyt.to(pl_module.device).clone()).detach()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pools = getattr(trainer.datamodule, "pools", None) or {}

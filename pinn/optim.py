@@ -112,8 +112,6 @@ class PersistentAdam(Optimizer):
         for group in self.param_groups:
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
             self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
-            if not params:
-                continue
             beta1, beta2 = group["betas"]
             persistent_adam(
                 params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
@@ -149,7 +147,7 @@ def persistent_adam(
 
     ``max_exp_avg_sqs`` is used only with ``amsgrad``; ``steps`` are scalar tensors incremented here.
     """
-    if not params:
+    if not params:  # e.g. a param group whose parameters got no gradient this step
         return
     if foreach is None:
         foreach = all(p.device.type in ("cuda", "cpu") for p in params)

@@ -1,7 +1,9 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from pinn.physics import Material
 from pinn.problems import Domain, Manufactured, PlaneWaves, Wave
@@ -36,3 +38,20 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_config():
+    """Returns ``write(root, name, trainer, **sections)``, see :func:`_tiny_run_config`."""
+    return _tiny_run_config
+
+
+def _tiny_run_config(root: Path, name: str, trainer: dict, **sections) -> str:
+    """YAML of a tiny ``pinn fit`` run logging to ``root/logs/name``: a 2 x 8 network, quiet trainer, the given
+    ``trainer`` options on top, and the other sections (``data``, ``checkpoint``, ...) as given."""
+    base = {"inference_mode": False, "log_every_n_steps": 1, "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                       "init_args": {"save_dir": f"{root}/logs", "name": name}}}
+    config = {"seed_everything": 0, "trainer": {**base, **trainer}, "model": {"width": 8, "depth": 2}, **sections}
+    return yaml.safe_dump(config, sort_keys=False)

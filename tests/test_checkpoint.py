@@ -214,39 +214,20 @@ def test_global_random_states_round_trip():
 
 
 # ---- through the command line -------------------------------------------------------------------------------
-TINY = """
-seed_everything: 0
-trainer:
-  max_steps: 6
-  inference_mode: false
-  check_val_every_n_epoch: 1
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: lightning.pytorch.loggers.TensorBoardLogger
-    init_args: {{save_dir: {root}/logs, name: tiny}}
-model: {{width: 8, depth: 2}}
-data:
-  problem:
-    class_path: pinn.problems.PlaneWaves
-    init_args:
-      waves: [{{kind: S, angle: 0.5, wavenumber: 5.0}}]
-  n_interior: 32
-  n_boundary: 8
-  n_initial: 8
-  steps_per_epoch: 3
-  val_grid: [4, 4, 3]
-checkpoint: {{every_n_train_steps: 2, save_top_k: 1}}
-"""
+TINY_SECTIONS = {
+    "data": {"problem": {"class_path": "pinn.problems.PlaneWaves",
+                         "init_args": {"waves": [{"kind": "S", "angle": 0.5, "wavenumber": 5.0}]}},
+             "n_interior": 32, "n_boundary": 8, "n_initial": 8, "steps_per_epoch": 3, "val_grid": [4, 4, 3]},
+    "checkpoint": {"every_n_train_steps": 2, "save_top_k": 1},
+}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, tiny_run_config):
     """A finished tiny ``pinn fit`` run: its config file and checkpoint folder."""
     root = tmp_path_factory.mktemp("cli")
     config = root / "tiny.yaml"
-    config.write_text(TINY.format(root=root))
+    config.write_text(tiny_run_config(root, "tiny", {"max_steps": 6, "check_val_every_n_epoch": 1}, **TINY_SECTIONS))
     cli = cli_main(["fit", "-c", str(config)])
     return config, root / "logs" / "tiny" / "version_0" / "checkpoints", cli.trainer.callback_metrics["val/rel_l2"]
 

@@ -209,28 +209,18 @@ def test_mid_epoch_checkpoint_resumes_at_the_right_batch(tmp_path):
         assert torch.equal(interior, dm.batch(step)["interior"])
 
 
-KILL_CONFIG = """
-seed_everything: 0
-trainer:
-  max_steps: 100000
-  inference_mode: false
-  check_val_every_n_epoch: 2
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: lightning.pytorch.loggers.TensorBoardLogger
-    init_args: {{save_dir: {root}/logs, name: kill}}
-model: {{width: 8, depth: 2}}
-data: {{n_interior: 48, n_boundary: 12, n_initial: 12, batch_size: 16, steps_per_epoch: 5, val_grid: [4, 4, 3]}}
-checkpoint: {{every_n_train_steps: 1, save_top_k: 2}}
-"""
+KILL_SECTIONS = {
+    "data": {"n_interior": 48, "n_boundary": 12, "n_initial": 12, "batch_size": 16, "steps_per_epoch": 5,
+             "val_grid": [4, 4, 3]},
+    "checkpoint": {"every_n_train_steps": 1, "save_top_k": 2},
+}
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_last_loses_only_the_steps_since_the_checkpoint(tmp_path):
+def test_sigkill_then_resume_last_loses_only_the_steps_since_the_checkpoint(tmp_path, tiny_run_config):
     config = tmp_path / "kill.yaml"
-    config.write_text(KILL_CONFIG.format(root=tmp_path))
+    config.write_text(tiny_run_config(tmp_path, "kill", {"max_steps": 100000, "check_val_every_n_epoch": 2},
+                                      **KILL_SECTIONS))
     folder = tmp_path / "logs" / "kill" / "version_0"
     last = folder / "checkpoints" / "last.ckpt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
