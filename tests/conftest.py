@@ -40,6 +40,15 @@ def float64():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module of tiny runs: with tiny tensors, extra threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_run_config():
     """Returns ``write(root, name, trainer, **sections)``, see :func:`_tiny_run_config`."""

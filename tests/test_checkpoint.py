@@ -24,12 +24,7 @@ from pinn.checkpointing import CheckpointError, check_state_dict, load_checkpoin
 from pinn.cli import cli_main, main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sample_checkpoint() -> dict:
