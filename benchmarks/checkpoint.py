@@ -9,7 +9,7 @@ Targets (reference model: MLP 3-64x4-2, PersistentAdam, 4096/1024/1024-point poo
 load <= 200 ms, size <= 3.5 x parameter bytes + 64 KiB, overhead <= 2 % at every 100 steps.
 
 Save is ``Trainer.save_checkpoint`` (gather every state, serialise, checksum, write, fsync, rename); load is
-:func:`pinn.checkpointing.load_checkpoint` (read, verify, unpickle with ``weights_only``). The overhead is measured
+:func:`pinn.io.checkpointing.load_checkpoint` (read, verify, unpickle with ``weights_only``). The overhead is measured
 twice: directly (training with and without ``RunCheckpoint(every_n_train_steps=N)``, alternating runs) and as
 save time / (N x step time), which is steadier on a busy machine.
 """
@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pinn.checkpointing import (  # noqa: E402
+from pinn.cli import cli_main  # noqa: E402
+from pinn.io.checkpointing import (  # noqa: E402
     FORMAT_VERSION,
     RunCheckpoint,
     VerifiedCheckpointIO,
@@ -39,8 +40,7 @@ from pinn.checkpointing import (  # noqa: E402
     plain,
     seal,
 )
-from pinn.cli import cli_main  # noqa: E402
-from pinn.module import ElasticPINN  # noqa: E402
+from pinn.training.module import ElasticPINN  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/plane_wave.yaml"
 

@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repository's own pinn, also when run as a script
 
 from pinn.cli import cli_main  # noqa: E402
-from pinn.data import ElasticDataModule  # noqa: E402
-from pinn.metrics import RelativeL2  # noqa: E402
-from pinn.module import ElasticPINN  # noqa: E402
-from pinn.network import MLP  # noqa: E402
-from pinn.optim import PersistentAdam, StatelessAdam  # noqa: E402
+from pinn.networks.mlp import MLP  # noqa: E402
+from pinn.optim.persistent_adam import PersistentAdam, StatelessAdam  # noqa: E402
+from pinn.training.data import ElasticDataModule  # noqa: E402
+from pinn.training.metrics import RelativeL2  # noqa: E402
+from pinn.training.module import ElasticPINN  # noqa: E402
 
 NETS = {"PINN MLP 3-64x4-2": dict(width=64, depth=4), "MLP 3-1024x11-2": dict(width=1024, depth=11)}
 

@@ -33,9 +33,9 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pinn.derivatives import autograd_fields  # noqa: E402
-from pinn.physics import Material, residual  # noqa: E402
-from pinn.problems import Domain, Problem  # noqa: E402
+from pinn.networks.derivatives import autograd_fields  # noqa: E402
+from pinn.physics.elasticity import Material, residual  # noqa: E402
+from pinn.problems.closed_form import Domain, Problem  # noqa: E402
 
 METHODS = ("uniform", "sobol", "rad", "rar-d")
 
@@ -82,9 +82,9 @@ def run(method: str, seed: int, args: argparse.Namespace) -> float:
     warnings.filterwarnings("ignore")
     import lightning as L
 
-    from pinn.data import ElasticDataModule
-    from pinn.module import ElasticPINN, LossWeights
-    from pinn.resampling import ResidualResampling
+    from pinn.training.data import ElasticDataModule
+    from pinn.training.module import ElasticPINN, LossWeights
+    from pinn.training.resampling import ResidualResampling
 
     start = time.perf_counter()
     L.seed_everything(seed, verbose=False)

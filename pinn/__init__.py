@@ -1,22 +1,22 @@
 """Physics-informed neural networks for 2D elastic waves on PyTorch Lightning."""
 
-from pinn.data import ElasticDataModule
-from pinn.derivatives import Fields, autograd_fields, compute_fields, taylor_fields
-from pinn.material import TrainableMaterial, Unknowns
-from pinn.module import ElasticPINN, LossWeights
-from pinn.network import MLP
-from pinn.observations import (
+from pinn.networks.derivatives import Fields, autograd_fields, compute_fields, taylor_fields
+from pinn.networks.mlp import MLP
+from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
+from pinn.physics.elasticity import Material, residual, strain, stress, traction
+from pinn.physics.material import TrainableMaterial, Unknowns
+from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN, LossWeights
+from pinn.training.observations import (
     FileObservations,
     Observations,
     SyntheticObservations,
     read_observations,
     write_observations,
 )
-from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
-from pinn.physics import Material, residual, strain, stress, traction
-from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
-from pinn.resampling import ResidualResampling
-from pinn.sampling import ResampleRule
+from pinn.training.resampling import ResidualResampling
+from pinn.training.sampling import ResampleRule
 
 __all__ = [
     "Domain", "ElasticDataModule", "ElasticPINN", "Fields", "FileObservations", "LossWeights", "MLP", "Manufactured",

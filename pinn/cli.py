@@ -12,7 +12,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
-from pinn.checkpointing import (
+from pinn.io.checkpointing import (
     CheckpointError,
     RunCheckpoint,
     SaveConfigToCheckpoint,
@@ -20,10 +20,10 @@ from pinn.checkpointing import (
     check_state_dict,
     load_checkpoint,
 )
-from pinn.data import ElasticDataModule
-from pinn.module import ElasticPINN
-from pinn.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
-from pinn.prediction import PredictionWriter
+from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
+from pinn.io.prediction import PredictionWriter
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
 
 
 class UserError(ValueError):
@@ -51,9 +51,9 @@ def _is_checkpoint_file(ckpt_path: str | Path | None) -> bool:
 
 class PINNCLI(LightningCLI):
     """LightningCLI for elastic PINNs: links the problem from the data module into the model, adds a
-    ``checkpoint`` section (:class:`~pinn.checkpointing.RunCheckpoint`: best by ``val/rel_l2`` plus ``last.ckpt``),
+    ``checkpoint`` section (:class:`~pinn.io.checkpointing.RunCheckpoint`: best by ``val/rel_l2`` plus ``last.ckpt``),
     and resolves ``--ckpt_path last`` to the previous run of the same experiment so it continues in the same log
-    folder. Checkpoints are written and read by :class:`~pinn.checkpointing.VerifiedCheckpointIO` and carry the
+    folder. Checkpoints are written and read by :class:`~pinn.io.checkpointing.VerifiedCheckpointIO` and carry the
     run's config, so ``--ckpt_path X`` without ``-c`` rebuilds the run from the checkpoint alone; a checkpoint is
     verified (checksum, format, shapes against the model) before anything is written."""
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import yaml
 
-from pinn.physics import Material
-from pinn.problems import Domain, Manufactured, PlaneWaves, Wave
+from pinn.physics.elasticity import Material
+from pinn.problems.closed_form import Domain, Manufactured, PlaneWaves, Wave
 
 
 def reference_waves() -> list[Wave]:

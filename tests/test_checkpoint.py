@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-import pinn.checkpointing as ckpt
-from pinn.checkpointing import CheckpointError, check_state_dict, load_checkpoint, plain, save_checkpoint
+import pinn.io.checkpointing as ckpt
 from pinn.cli import cli_main, main
-
+from pinn.io.checkpointing import CheckpointError, check_state_dict, load_checkpoint, plain, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -210,7 +209,7 @@ def test_global_random_states_round_trip():
 
 # ---- through the command line -------------------------------------------------------------------------------
 TINY_SECTIONS = {
-    "data": {"problem": {"class_path": "pinn.problems.PlaneWaves",
+    "data": {"problem": {"class_path": "pinn.problems.closed_form.PlaneWaves",
                          "init_args": {"waves": [{"kind": "S", "angle": 0.5, "wavenumber": 5.0}]}},
              "n_interior": 32, "n_boundary": 8, "n_initial": 8, "steps_per_epoch": 3, "val_grid": [4, 4, 3]},
     "checkpoint": {"every_n_train_steps": 2, "save_top_k": 1},

@@ -8,10 +8,10 @@ import lightning as L
 import pytest
 import torch
 
-import pinn.compiled
-from pinn.compiled import CompiledLoss
-from pinn.data import ElasticDataModule
-from pinn.module import ElasticPINN
+import pinn.training.compiled
+from pinn.training.compiled import CompiledLoss
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
 
 
 def tiny_model(**kwargs) -> ElasticPINN:
@@ -55,7 +55,7 @@ def failing_compile(message: str):
 
 def test_falls_back_with_the_reason_when_compiling_fails(monkeypatch):
     compile_ = failing_compile("InvalidCxxCompiler: No working C++ compiler found\nlong details")
-    monkeypatch.setattr(pinn.compiled.torch, "compile", compile_)
+    monkeypatch.setattr(pinn.training.compiled.torch, "compile", compile_)
     model, batch = tiny_model(), tiny_batch()
     loss_fn = CompiledLoss(model._weighted_loss, model.parameters, "the training loss")
     with pytest.warns(RuntimeWarning, match=r"could not compile the training loss \(RuntimeError: InvalidCxxCompiler: "
@@ -81,7 +81,7 @@ class _BrokenBackward(torch.autograd.Function):
 
 def test_falls_back_when_only_the_backward_fails(monkeypatch):
     """torch compiles the backward lazily; the first call differentiates once so that failure surfaces too."""
-    monkeypatch.setattr(pinn.compiled.torch, "compile", lambda fn, backend: lambda *a: _BrokenBackward.apply(fn(*a)))
+    monkeypatch.setattr(pinn.training.compiled.torch, "compile", lambda fn, backend: lambda *a: _BrokenBackward.apply(fn(*a)))
     w = torch.tensor(2.0, requires_grad=True)
     loss_fn = CompiledLoss(lambda x: (w * x) ** 2, lambda: [w])
     with pytest.warns(RuntimeWarning, match="backward lowering failed"):
@@ -91,7 +91,7 @@ def test_falls_back_when_only_the_backward_fails(monkeypatch):
 
 
 def test_errors_of_the_loss_itself_are_raised_unchanged(monkeypatch):
-    monkeypatch.setattr(pinn.compiled.torch, "compile", lambda fn, backend: fn)
+    monkeypatch.setattr(pinn.training.compiled.torch, "compile", lambda fn, backend: fn)
 
     def bad(batch):
         raise KeyError("interior")
@@ -108,7 +108,7 @@ def test_unsupported_torch_compile_warns_at_construction(monkeypatch):
     def unsupported(fn, backend):
         raise RuntimeError("torch.compile is not supported on this Python version")
 
-    monkeypatch.setattr(pinn.compiled.torch, "compile", unsupported)
+    monkeypatch.setattr(pinn.training.compiled.torch, "compile", unsupported)
     with pytest.warns(RuntimeWarning, match="not supported on this Python version"):
         loss_fn = CompiledLoss(lambda x: x * 2, lambda: [])
     assert loss_fn(torch.tensor(1.5)).item() == 3.0
@@ -125,7 +125,7 @@ def test_module_compile_option_trains_through_lightning(monkeypatch, tmp_path):
 
         return run
 
-    monkeypatch.setattr(pinn.compiled.torch, "compile", recording_compile)
+    monkeypatch.setattr(pinn.training.compiled.torch, "compile", recording_compile)
     L.seed_everything(0, verbose=False)
     model = ElasticPINN(width=8, depth=2, compile=True)
     data = ElasticDataModule(n_interior=32, n_boundary=16, n_initial=16, steps_per_epoch=2, val_grid=(3, 3, 2))

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from pinn.cli import cli_main
-from pinn.data import ElasticDataModule
-from pinn.module import ElasticPINN
-from pinn.problems import PlaneWaves
+from pinn.problems.closed_form import PlaneWaves
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 REFERENCE = CONFIGS[0].parent / "plane_wave.yaml"

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from pinn.data import ElasticDataModule
-from pinn.problems import Domain, PlaneWaves, Wave
+from pinn.problems.closed_form import Domain, PlaneWaves, Wave
+from pinn.training.data import ElasticDataModule
 
 
 def _dm(**kwargs) -> ElasticDataModule:

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from pinn.cli import cli_main
-from pinn.data import ElasticDataModule
+from pinn.training.data import ElasticDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = str(ROOT / "configs" / "plane_wave.yaml")
@@ -34,7 +34,7 @@ TINY = {  # every per-step count even, so the 2-process run is the single-proces
 
 # RAD every 3 steps (at 3 and 6: never at a run's last step, where ResidualResampling skips it): ranks evaluate
 # shares of the candidates and all-gather the residuals, so every rank makes the single-process draw.
-RESAMPLE = {"class_path": "pinn.resampling.ResidualResampling",
+RESAMPLE = {"class_path": "pinn.training.resampling.ResidualResampling",
             "init_args": {"method": "rad", "every_n_steps": 3, "n_candidates": 128, "chunk_size": 32,
                           "log_images": False}}
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from pinn.derivatives import FIRST, ORDERS, SECOND, Fields, autograd_fields, compute_fields, taylor_fields
-from pinn.module import ElasticPINN
-from pinn.network import MLP
-from pinn.physics import Material, residual
-from pinn.problems import Domain, PlaneWaves, Wave
-from pinn.taylor import taylor_applies
+from pinn.networks.derivatives import FIRST, ORDERS, SECOND, Fields, autograd_fields, compute_fields, taylor_fields
+from pinn.networks.mlp import MLP
+from pinn.networks.taylor import taylor_applies
+from pinn.physics.elasticity import Material, residual
+from pinn.problems.closed_form import Domain, PlaneWaves, Wave
+from pinn.training.module import ElasticPINN
 
 NAMES = ("u", "v") + FIRST + SECOND
 LOWER, UPPER = (-1.0, 0.5, 0.0), (2.0, 1.5, 0.7)  # a non-unit box, so the input normalisation matters
@@ -148,7 +148,7 @@ def test_auto_picks_taylor_for_mlp_and_autograd_otherwise():
     for model in (other, seq):
         assert not taylor_applies(model)
         assert_same_fields(compute_fields(model, xyt, "pde", "auto"), autograd_fields(model, xyt, "pde"), 0.0)
-        with pytest.raises(ValueError, match="taylor derivative engine needs a pinn.network.MLP"):
+        with pytest.raises(ValueError, match="taylor derivative engine needs a pinn.networks.mlp.MLP"):
             compute_fields(model, xyt, "pde", "taylor")
     with pytest.raises(ValueError, match="'jax'"):
         compute_fields(net, xyt, "pde", "jax")

@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from pinn.checkpointing import load_checkpoint
 from pinn.cli import cli_main, main
-from pinn.data import ElasticDataModule
-from pinn.material import TrainableMaterial, Unknowns
-from pinn.module import ElasticPINN, LossWeights
-from pinn.observations import SyntheticObservations
-from pinn.optim import PersistentAdam
-from pinn.physics import Material
-from pinn.problems import Domain, Manufactured, PlaneWaves, Wave
+from pinn.io.checkpointing import load_checkpoint
+from pinn.optim.persistent_adam import PersistentAdam
+from pinn.physics.elasticity import Material
+from pinn.physics.material import TrainableMaterial, Unknowns
+from pinn.problems.closed_form import Domain, Manufactured, PlaneWaves, Wave
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN, LossWeights
+from pinn.training.observations import SyntheticObservations
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = Material(1.0, 0.5, 1.0)
@@ -226,5 +226,5 @@ def test_reference_config_runs_through_the_cli_and_checkpoints_the_material(tmp_
     assert torch.equal(ckpt["state_dict"]["trainable_material.raw_mu"], material.raw_mu.detach())
     assert ckpt["hyper_parameters"]["unknowns"] == {"lam": 2.0, "mu": 2.0, "rho": None, "lr": 0.01}
     observations = ckpt["datamodule_hyper_parameters"]["observations"]
-    assert observations["class_path"] == "pinn.observations.SyntheticObservations"
+    assert observations["class_path"] == "pinn.training.observations.SyntheticObservations"
     assert observations["init_args"]["noise"] == 0.01 and observations["init_args"]["n_sensors"] == 5

@@ -17,13 +17,13 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from pinn.checkpointing import load_checkpoint
-from pinn.data import ElasticDataModule
-from pinn.figures import field_figure, relative_l2
-from pinn.module import ElasticPINN
-from pinn.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures, flatten_hparams
-from pinn.physics import residual
-from pinn.problems import PlaneWaves, Wave
+from pinn.io.checkpointing import load_checkpoint
+from pinn.io.figures import field_figure, relative_l2
+from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures, flatten_hparams
+from pinn.physics.elasticity import residual
+from pinn.problems.closed_form import PlaneWaves, Wave
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -53,8 +53,8 @@ def load_model(ckpt: Path) -> tuple[ElasticPINN, dict]:
 
 def reference_problem() -> PlaneWaves:
     """The problem of configs/plane_wave.yaml."""
-    from pinn.physics import Material
-    from pinn.problems import Domain
+    from pinn.physics.elasticity import Material
+    from pinn.problems.closed_form import Domain
     k = 2 * np.pi
     return PlaneWaves([Wave("P", 0.3, k), Wave("S", 1.2, k)], Domain(), Material(lam=1.0, mu=0.5, rho=1.0))
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from pinn.cli import cli_main, main
-from pinn.data import ElasticDataModule
-from pinn.observations import FileObservations, SyntheticObservations, read_observations, write_observations
-from pinn.physics import Material
-from pinn.problems import Domain, PlaneWaves, Wave
+from pinn.physics.elasticity import Material
+from pinn.problems.closed_form import Domain, PlaneWaves, Wave
+from pinn.training.data import ElasticDataModule
+from pinn.training.observations import FileObservations, SyntheticObservations, read_observations, write_observations
 
 DOMAIN = Domain(x=(0.0, 2.0), y=(-1.0, 1.0), t=(0.0, 0.5))
 
@@ -63,7 +63,7 @@ def test_synthetic_noise_has_the_requested_relative_level():
 def test_sources_record_their_settings_as_plain_data(tmp_path):
     synthetic = SyntheticObservations(n_sensors=9, layout="sobol", n_times=2, noise=0.02, seed=7)
     config = synthetic.config()
-    assert config == {"class_path": "pinn.observations.SyntheticObservations",
+    assert config == {"class_path": "pinn.training.observations.SyntheticObservations",
                       "init_args": {"n_sensors": 9, "layout": "sobol", "n_times": 2, "noise": 0.02, "seed": 7}}
     rebuilt = SyntheticObservations(**config["init_args"])
     assert torch.equal(rebuilt.load(plane_waves()), synthetic.load(plane_waves()))
@@ -216,7 +216,7 @@ TINY = ["--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false", "-
 
 def _overlay(tmp_path, measurements: Path) -> Path:
     overlay = tmp_path / "mine.yaml"
-    overlay.write_text("data:\n  observations:\n    class_path: pinn.observations.FileObservations\n"
+    overlay.write_text("data:\n  observations:\n    class_path: pinn.training.observations.FileObservations\n"
                        f"    init_args:\n      path: {measurements}\n")
     return overlay
 

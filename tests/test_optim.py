@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from pinn.optim import PersistentAdam, StatelessAdam
+from pinn.optim.persistent_adam import PersistentAdam, StatelessAdam
 
 SHAPES = [(6, 5), (5,)]
 

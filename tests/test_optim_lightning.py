@@ -10,11 +10,11 @@ import lightning as L
 import pytest
 import torch
 
-from pinn.checkpointing import save_checkpoint
 from pinn.cli import cli_main, main
-from pinn.data import ElasticDataModule
-from pinn.module import ElasticPINN
-from pinn.optim import FORMAT_VERSION, PersistentAdam
+from pinn.io.checkpointing import save_checkpoint
+from pinn.optim.persistent_adam import FORMAT_VERSION, PersistentAdam
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY_CLI = ["--model.width", "8", "--model.depth", "1", "--data.n_interior", "32", "--data.n_boundary", "16",

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from pinn.optim import FORMAT_VERSION, OPTIONS, PersistentAdam
+from pinn.optim.persistent_adam import FORMAT_VERSION, OPTIONS, PersistentAdam
 
 
 def make_params(dtype=torch.float64, seed=0):

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from pinn.derivatives import autograd_fields
-from pinn.physics import Material, residual, strain, stress, traction
-from pinn.problems import Domain, PlaneWaves, Wave
+from pinn.networks.derivatives import autograd_fields
+from pinn.physics.elasticity import Material, residual, strain, stress, traction
+from pinn.problems.closed_form import Domain, PlaneWaves, Wave
 
 
 def _points(problem, n=200, seed=0):

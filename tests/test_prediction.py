@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 from test_monitoring import fit_tiny, load_model
 
-from pinn.data import ElasticDataModule
-from pinn.figures import magnitude_frames, save_gif
-from pinn.plots import read_scalars, resolve_run, write_plots
-from pinn.prediction import grid_arrays, run_dir
+from pinn.io.figures import magnitude_frames, save_gif
+from pinn.io.plots import read_scalars, resolve_run, write_plots
+from pinn.io.prediction import grid_arrays, run_dir
+from pinn.training.data import ElasticDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = [0.0, 0.3, 0.55, 1.0]
@@ -114,10 +114,10 @@ def test_plots_write_the_loss_curve_and_copy_the_prediction_figures(predicted, t
 
 
 def test_plots_cli_reports_a_folder_without_runs(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pinn.plots", str(tmp_path)], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "pinn.io.plots", str(tmp_path)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.startswith(f"pinn.plots: error: {tmp_path} holds no TensorBoard event files")
+    assert done.stderr.startswith(f"pinn.io.plots: error: {tmp_path} holds no TensorBoard event files")
 
 
 def test_grid_arrays_reassembles_shuffled_repeated_rows():

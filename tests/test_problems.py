@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from pinn.physics import Material
-from pinn.problems import Domain, Manufactured, PlaneWaves, Wave
+from pinn.physics.elasticity import Material
+from pinn.problems.closed_form import Domain, Manufactured, PlaneWaves, Wave
 
 
 @pytest.mark.parametrize(

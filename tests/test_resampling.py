@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from pinn.data import ElasticDataModule
-from pinn.module import ElasticPINN
-from pinn.problems import Domain, PlaneWaves, Wave
-from pinn.resampling import ResidualResampling, chunked, sharded
-from pinn.sampling import ResampleRule
+from pinn.problems.closed_form import Domain, PlaneWaves, Wave
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
+from pinn.training.resampling import ResidualResampling, chunked, sharded
+from pinn.training.sampling import ResampleRule
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = Domain(x=(-1.0, 2.0), y=(0.0, 1.0), t=(0.0, 0.5))

@@ -24,14 +24,14 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins import AsyncCheckpointIO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pinn.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
 from pinn.cli import cli_main
-from pinn.data import ElasticDataModule
-from pinn.material import Unknowns
-from pinn.module import ElasticPINN
-from pinn.observations import SyntheticObservations
-from pinn.problems import PlaneWaves, Wave
-from pinn.resampling import ResidualResampling
+from pinn.io.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
+from pinn.physics.material import Unknowns
+from pinn.problems.closed_form import PlaneWaves, Wave
+from pinn.training.data import ElasticDataModule
+from pinn.training.module import ElasticPINN
+from pinn.training.observations import SyntheticObservations
+from pinn.training.resampling import ResidualResampling
 
 ROOT = Path(__file__).resolve().parents[1]
 

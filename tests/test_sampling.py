@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from pinn.data import POOLS, ElasticDataModule
-from pinn.problems import Domain, PlaneWaves, Wave
-from pinn.sampling import (
+from pinn.problems.closed_form import Domain, PlaneWaves, Wave
+from pinn.training.data import POOLS, ElasticDataModule
+from pinn.training.sampling import (
     SAMPLERS,
     ResampleRule,
     grid,

@@ -1,4 +1,4 @@
-"""Validation of Adam hyper-parameters and state dicts, for ``pinn.optim.PersistentAdam``.
+"""Validation of Adam hyper-parameters and state dicts, for ``pinn.optim.persistent_adam.PersistentAdam``.
 
 A state dict is checked completely before an optimizer changes, so a bad checkpoint leaves the optimizer as it
 was. Accepted are state dicts of ``PersistentAdam`` (with ``format_version``) and of ``torch.optim.Adam`` /

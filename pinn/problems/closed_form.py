@@ -15,8 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pinn.derivatives import Fields
-from pinn.physics import Material, traction
+from pinn.networks.derivatives import Fields
+from pinn.physics.elasticity import Material, traction
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pinn.physics import Material
+from pinn.physics.elasticity import Material
 
 NAMES = ("lam", "mu", "rho")
 
@@ -61,10 +61,10 @@ class Unknowns:
 
 
 class TrainableMaterial(nn.Module):
-    """A :class:`~pinn.physics.Material` whose unknown entries are ``nn.Parameter`` s (see the module docstring).
+    """A :class:`~pinn.physics.elasticity.Material` whose unknown entries are ``nn.Parameter`` s (see the module docstring).
 
     Known entries are float buffers, so a checkpoint carries the whole material. ``lam``, ``mu`` and ``rho``
-    are 0-d tensors that ``pinn.physics.residual`` reads like the fields of a ``Material``.
+    are 0-d tensors that ``pinn.physics.elasticity.residual`` reads like the fields of a ``Material``.
 
     Args:
         known: The material that supplies the known entries (the problem's material).

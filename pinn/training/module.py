@@ -10,15 +10,15 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from pinn.checkpointing import check_state_dict, rng_states, set_rng_states
-from pinn.compiled import CompiledLoss
-from pinn.derivatives import Engine, compute_fields
-from pinn.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
-from pinn.metrics import RelativeL2
-from pinn.network import MLP, Activation
-from pinn.optim import PersistentAdam
-from pinn.physics import residual
-from pinn.problems import PlaneWaves, Problem, Wave
+from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
+from pinn.networks.derivatives import Engine, compute_fields
+from pinn.networks.mlp import MLP, Activation
+from pinn.optim.persistent_adam import PersistentAdam
+from pinn.physics.elasticity import residual
+from pinn.physics.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
+from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.training.compiled import CompiledLoss
+from pinn.training.metrics import RelativeL2
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ElasticPINN(L.LightningModule):
     t = t0, and squared velocity misfit at t = t0 (Raissi, Perdikaris & Karniadakis 2019), plus ``data``, the
     squared misfit to observed displacements, when the batch carries observations.
 
-    With ``unknowns`` the material in the residual is a :class:`~pinn.material.TrainableMaterial` (its
+    With ``unknowns`` the material in the residual is a :class:`~pinn.physics.material.TrainableMaterial` (its
     parameters are ``nn.Parameter`` s of this module, so checkpoints carry them) trained jointly with the
     network in its own optimizer parameter group.
 

@@ -25,9 +25,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from pinn.observations import Observations
-from pinn.problems import PlaneWaves, Problem, Wave
-from pinn.sampling import SAMPLERS, ResampleRule, Sampler, rad, rar_d, sample
+from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.training.observations import Observations
+from pinn.training.sampling import SAMPLERS, ResampleRule, Sampler, rad, rar_d, sample
 
 POOLS = ("interior", "boundary", "initial")
 
@@ -231,7 +231,7 @@ class ElasticDataModule(L.LightningDataModule):
                              "each needs at least one: use more observations or fewer devices.")
 
     def resample(self, rule: ResampleRule, residual_norm: Callable[[Tensor], Tensor]) -> dict:
-        """Redraw the interior pool from residuals with RAD or RAR-D (:mod:`pinn.sampling`).
+        """Redraw the interior pool from residuals with RAD or RAR-D (:mod:`pinn.training.sampling`).
 
         Draws ``rule.n_candidates`` candidates with the interior sampler and this module's generator, asks
         ``residual_norm`` for their residual norms ``(M,)``, and applies the rule. Everything random comes from

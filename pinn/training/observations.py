@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pinn.problems import Problem
-from pinn.sampling import SAMPLERS, Sampler, sample
+from pinn.problems.closed_form import Problem
+from pinn.training.sampling import SAMPLERS, Sampler, sample
 
 COLUMNS = ("x", "y", "t", "u", "v")
 
@@ -50,7 +50,7 @@ class SyntheticObservations(Observations):
     Args:
         n_sensors: Number of sensor positions in the spatial domain.
         layout: How the sensors are placed on the (x, y) rectangle: ``uniform``, ``lhs``, ``sobol`` or
-            ``grid`` (see ``pinn.sampling``).
+            ``grid`` (see ``pinn.training.sampling``).
         n_times: Samples per sensor, evenly spaced over [t0, t1] (both ends included).
         noise: Relative noise level: Gaussian noise of standard deviation ``noise * RMS(clean u, v)`` is added.
         seed: Seed of the sensor layout and the noise (independent of the data module's seed).

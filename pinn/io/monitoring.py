@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from pinn.figures import field_figure, to_rgb
+from pinn.io.figures import field_figure, to_rgb
 
 VAL_METRICS = ("val/rel_l2", "val/rel_l2_u", "val/rel_l2_v")
 
@@ -51,7 +51,7 @@ class _EveryNValidations(Callback):
 
 class ValidationFigures(_EveryNValidations):
     """After validation, log one image of the predicted, exact and error fields of u and v at t = start, middle
-    and end (see :func:`pinn.figures.field_figure`), titled with the step and the validation error.
+    and end (see :func:`pinn.io.figures.field_figure`), titled with the step and the validation error.
 
     Args:
         every_n_validations: Draw after every n-th validation; 0 switches the figure off.

@@ -1,7 +1,7 @@
 """ResidualResampling: the callback that redraws the interior pool from PDE residuals every N steps.
 
 The callback decides *when* (a pure function of the global step) and supplies the residual; the data module
-does the *how* (:meth:`pinn.data.ElasticDataModule.resample`, with the rules of :mod:`pinn.sampling`).
+does the *how* (:meth:`pinn.training.data.ElasticDataModule.resample`, with the rules of :mod:`pinn.training.sampling`).
 
 Candidate residuals are evaluated in chunks of ``chunk_size`` points: each chunk needs the second derivatives
 of the network, whose autograd graph costs far more memory than the points, so peak memory is set by the chunk
@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from pinn.sampling import Method, ResampleRule
+from pinn.training.sampling import Method, ResampleRule
 
 
 def chunked(

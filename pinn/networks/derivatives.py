@@ -10,7 +10,7 @@ The loss terms ask for as little as they need (``order``):
 - ``"pde"``:      first derivatives plus u_xx, u_yy, u_xy, u_tt and the same for v (Navier-Cauchy residual)
 
 :func:`autograd_fields` is the reference engine (nested reverse mode) and works for any differentiable callable.
-:func:`taylor_fields` is the fast engine for :class:`pinn.network.MLP` (:mod:`pinn.taylor`): it pushes the value and
+:func:`taylor_fields` is the fast engine for :class:`pinn.networks.mlp.MLP` (:mod:`pinn.networks.taylor`): it pushes the value and
 the needed derivatives forward through the layers in a single pass (forward Taylor mode), so the backward pass to
 the weights runs once through one graph instead of through nested derivative graphs.
 """
@@ -24,8 +24,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pinn.network import MLP
-from pinn.taylor import DIRECTIONS, taylor_applies, taylor_streams
+from pinn.networks.mlp import MLP
+from pinn.networks.taylor import DIRECTIONS, taylor_applies, taylor_streams
 
 Order = Literal["value", "velocity", "gradient", "pde"]
 ORDERS: tuple[str, ...] = ("value", "velocity", "gradient", "pde")
@@ -103,17 +103,17 @@ def autograd_fields(net: Callable[[Tensor], Tensor], xyt: Tensor, order: Order =
 
 
 def taylor_fields(net: MLP, xyt: Tensor, order: Order = "pde") -> Fields:
-    """Fast engine for :class:`MLP`: forward Taylor propagation (see :mod:`pinn.taylor`), one pass for all orders.
+    """Fast engine for :class:`MLP`: forward Taylor propagation (see :mod:`pinn.networks.taylor`), one pass for all orders.
 
     Args:
-        net: The MLP (see :func:`pinn.taylor.taylor_applies`).
+        net: The MLP (see :func:`pinn.networks.taylor.taylor_applies`).
         xyt: Points ``(N, 3)``.
         order: Which derivatives to compute (see the module docstring).
     """
     _check_order(order)
     if not taylor_applies(net):
         raise ValueError(
-            f"the taylor derivative engine needs a pinn.network.MLP with tanh or sin, got {type(net).__name__}; "
+            f"the taylor derivative engine needs a pinn.networks.mlp.MLP with tanh or sin, got {type(net).__name__}; "
             "use engine='autograd' (or 'auto') for other networks."
         )
     if order == "value":

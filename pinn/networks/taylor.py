@@ -1,4 +1,4 @@
-r"""Forward Taylor propagation through :class:`pinn.network.MLP`: the value and its input derivatives in one pass.
+r"""Forward Taylor propagation through :class:`pinn.networks.mlp.MLP`: the value and its input derivatives in one pass.
 
 For a hidden layer :math:`h = \sigma(a)`, :math:`a = W h^- + b`, the derivatives along input directions i, j follow
 from the chain rule applied layer by layer (Griewank & Walther 2008, *Evaluating Derivatives*, ch. 13):
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pinn.network import MLP
+from pinn.networks.mlp import MLP
 
 DIRECTIONS = {"velocity": (2,), "gradient": (0, 1, 2), "pde": (0, 1, 2)}
 

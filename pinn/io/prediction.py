@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from pinn.figures import field_figure, magnitude_frames, relative_l2, save_gif, snapshot_figure
+from pinn.io.figures import field_figure, magnitude_frames, relative_l2, save_gif, snapshot_figure
 
 
 def grid_arrays(xyt: np.ndarray, disp: np.ndarray) -> dict[str, np.ndarray]:

@@ -76,7 +76,7 @@ def verify(data: bytes, path: str | PurePath) -> None:
         if declared == len(data) - eocd - 22 != _TRAILER:  # a whole archive, just without our checksum
             raise CheckpointError(
                 f"{path}: not a pinn checkpoint: it carries no checksum, so it cannot be verified. If you trust "
-                f"it, add one with `python -m pinn.checkpointing seal {path}`."
+                f"it, add one with `python -m pinn.io.checkpointing seal {path}`."
             )
         raise CheckpointError(
             f"{path}: truncated or damaged: the end of the file, with its checksum, is missing or garbled. "
@@ -371,6 +371,6 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) < 3 or sys.argv[1] != "seal":
-        sys.exit("usage: python -m pinn.checkpointing seal FILE.ckpt [...]")
+        sys.exit("usage: python -m pinn.io.checkpointing seal FILE.ckpt [...]")
     for file in sys.argv[2:]:
         _seal_file(file)

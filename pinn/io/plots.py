@@ -1,4 +1,4 @@
-"""Figures of a finished run, from its log folder: ``python -m pinn.plots RUN [--out DIR]``.
+"""Figures of a finished run, from its log folder: ``python -m pinn.io.plots RUN [--out DIR]``.
 
 ``RUN`` is a version folder (``lightning_logs/plane_wave/version_3``) or an experiment folder
 (``lightning_logs/plane_wave``: its newest version that holds checkpoints). Writes ``loss_curve.png`` from
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from pinn.figures import curves_figure
+from pinn.io.figures import curves_figure
 
 CURVE_PREFIXES = ("train/loss", "val/rel_l2")
 
@@ -75,7 +75,7 @@ def write_plots(run: Path, out: Path, dpi: int = 100) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pinn.plots", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pinn.io.plots", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run's log folder (version_N) or its experiment folder (newest version)")
     parser.add_argument("--out", help="folder for the figures (default: the run's folder)")
     parser.add_argument("--dpi", type=int, default=100)
@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         run = resolve_run(args.run)
         written = write_plots(run, Path(args.out) if args.out else run, args.dpi)
     except FileNotFoundError as err:
-        print(f"pinn.plots: error: {err}", file=sys.stderr)
+        print(f"pinn.io.plots: error: {err}", file=sys.stderr)
         sys.exit(2)
-    print("pinn.plots: wrote " + ", ".join(str(p) for p in written))
+    print("pinn.io.plots: wrote " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from pinn.derivatives import Fields
+from pinn.networks.derivatives import Fields
 
 Scalar = float | Tensor
 

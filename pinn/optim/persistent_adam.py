@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from pinn.optim_state import FORMAT_VERSION, check_hyperparameters, clean_state_dict
+from pinn.optim.state import FORMAT_VERSION, check_hyperparameters, clean_state_dict
 
 __all__ = ["FORMAT_VERSION", "PersistentAdam", "StatelessAdam", "persistent_adam"]
 

@@ -1,0 +1,1 @@
+"""Input and output: checkpoints, figures, predictions, monitoring and plots."""

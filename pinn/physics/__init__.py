@@ -1,0 +1,1 @@
+"""Physics in plain torch: the elastic residual, stress, traction and material parameters."""

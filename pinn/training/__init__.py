@@ -1,0 +1,1 @@
+"""Lightning glue: the module, the data module, sampling, resampling, observations and metrics."""
