@@ -1,4 +1,6 @@
-"""Command line: ``pinn fit|validate|test|predict -c configs/X.yaml [--ckpt_path PATH|last]``."""
+"""Command line: ``pinn fit|validate|test|predict -c configs/X.yaml [--ckpt_path PATH|last]``, and
+``pinn reference -c configs/X.yaml``, which computes and caches the finite-difference reference of a problem without
+a closed form (fit, validate, test and predict compute it first when it is missing)."""
 
 from __future__ import annotations
 
@@ -161,9 +163,32 @@ def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
     )
 
 
+def reference_main(args: list[str]) -> None:
+    """``pinn reference -c X.yaml [--data.problem...]``: compute the problem's reference solution, or find it cached."""
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: pinn reference -c CONFIG [-c OVERLAY ...] [--data.problem.init_args.KEY VALUE ...]\n\n"
+              "Compute the Devito finite-difference reference of the config's problem and cache it on disk (under\n"
+              "the problem's reference.cache_dir, keyed by the problem's content); prints where it is.")
+        return
+    problem = cli_main(args, run=False).datamodule.problem
+    if problem.has_exact:
+        raise UserError(f"{type(problem).__name__} has a closed-form solution, which is its truth; "
+                        "`pinn reference` is for problems without one (e.g. pinn.problems.WaveProblem).")
+    from pinn.problems.reference import reference_path
+
+    reference = problem.solution()
+    m = reference.meta
+    print(f"pinn reference: {reference_path(problem)}: {len(reference.t)} times x {len(reference.y)} x "
+          f"{len(reference.x)} nodes, h = {m['spacing'][0]:.4g} m, {m['steps']} steps, computed in "
+          f"{m['wall_time_s']:.1f} s")
+
+
 def main() -> None:
     """Console entry point: user errors in one line with exit code 2 (``PINN_DEBUG=1`` shows the traceback)."""
     try:
+        if sys.argv[1:2] == ["reference"]:
+            reference_main(sys.argv[2:])
+            return
         cli_main()
     except (UserError, ValueError, FileNotFoundError) as err:
         if os.environ.get("PINN_DEBUG"):

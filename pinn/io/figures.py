@@ -71,7 +71,7 @@ def relative_l2(pred: np.ndarray, exact: np.ndarray) -> dict[str, float]:
 
 def field_figure(
     x: np.ndarray, y: np.ndarray, t: np.ndarray, pred: np.ndarray, exact: np.ndarray | None = None,
-    step: int | None = None, errors: Mapping[str, float] | None = None, dpi: int = 100,
+    step: int | None = None, errors: Mapping[str, float] | None = None, dpi: int = 100, truth: str = "exact",
 ) -> Figure:
     """Predicted, exact and error fields of u and v, one row per time.
 
@@ -90,6 +90,7 @@ def field_figure(
         errors: ``rel_l2``, ``rel_l2_u``, ``rel_l2_v`` for the title; computed from these arrays when omitted
             and ``exact`` is given.
         dpi: Resolution of the rendered figure.
+        truth: What ``exact`` is, for the labels: ``exact`` or ``reference``.
     """
     if exact is not None and errors is None:
         errors = relative_l2(pred, exact)
@@ -108,14 +109,14 @@ def field_figure(
         for k, kind in enumerate(kinds):
             data, cmap, s = panels[kind]
             col = c * len(kinds) + k
-            axes[0, col].set_title(f"{comp} {kind}")
+            axes[0, col].set_title(f"{comp} {truth if kind == 'exact' else kind}")
             for row in range(nt):
                 im = _image(axes[row, col], data[row], extent, cmap, -s, s)
             if kind == "predicted":
                 field_im = im
             elif kind == "error":
                 tail = "both" if np.abs(data).max() > s else "neither"
-                _colorbar(fig, im, axes[:, col], f"{comp} predicted - exact", s, aspect=12, extend=tail)
+                _colorbar(fig, im, axes[:, col], f"{comp} predicted - {truth}", s, aspect=12, extend=tail)
         _colorbar(fig, field_im, axes[:, cols][:, :2] if exact is not None else axes[:, cols],
                   f"{comp} displacement", scale, aspect=25)
     for row, time in enumerate(t):

@@ -76,14 +76,13 @@ class ValidationFigures(_EveryNValidations):
         nx, ny = self.resolution
         xyt = problem.domain.grid(nx, ny, 3).to(pl_module.device)  # (3*ny*nx, 3), t slowest
         pred = pl_module(xyt).float().cpu().numpy().reshape(3, ny, nx, 2)
-        exact = None
-        if getattr(problem, "has_exact", True):
-            exact = problem.displacement(xyt).float().cpu().numpy().reshape(3, ny, nx, 2)
+        exact = problem.truth(xyt).float().cpu().numpy().reshape(3, ny, nx, 2)  # closed form or reference
         errors = None
         if all(k in metrics for k in VAL_METRICS):  # the whole validation grid's error, as in the scalars
             errors = {k.removeprefix("val/"): float(metrics[k]) for k in VAL_METRICS}
         grid = xyt.cpu().numpy().reshape(3, ny, nx, 3)
-        fig = field_figure(grid[0, 0, :, 0], grid[0, :, 0, 1], grid[:, 0, 0, 2], pred, exact, step, errors, self.dpi)
+        fig = field_figure(grid[0, 0, :, 0], grid[0, :, 0, 1], grid[:, 0, 0, 2], pred, exact, step, errors, self.dpi,
+                           "exact" if problem.has_exact else "reference")
         return to_rgb(fig)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from pinn.io.seismograms import write_seismograms
 from pinn.io.figures import field_figure, magnitude_frames, relative_l2, save_gif, snapshot_figure
 
 
@@ -104,15 +105,30 @@ class PredictionWriter(L.Callback):
         step = self.step if self.step is not None else trainer.global_step
         out = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions" / f"step_{step}"
         written = self.write(out, grid_arrays(rows[:, :3], rows[:, 3:]), pl_module.problem, step)
+        if pl_module.problem.receivers is not None:
+            written += self.write_receivers(out, pl_module)
         tqdm.write(f"pinn predict: wrote {', '.join(written)} to {out}")  # on its own line, under the bars
+
+    @torch.no_grad()
+    def write_receivers(self, out: Path, pl_module: L.LightningModule) -> list[str]:
+        """Seismograms of the problem's receivers (PINN, and the reference or closed form) in SI; see
+        :func:`pinn.io.seismograms.write_seismograms`."""
+        problem, receivers = pl_module.problem, pl_module.problem.receivers
+        points = receivers.points(problem.domain, torch.float64)  # (R*T, 3), grouped by receiver
+        t = receivers.times(problem.domain).numpy()  # (T,)
+        shape = (len(receivers), len(t), 2)
+        pred = pl_module(points.to(pl_module.device, pl_module.dtype)).double().cpu().numpy().reshape(shape)
+        truth = problem.truth(points).double().numpy().reshape(shape)
+        positions = receivers.positions_array().numpy()
+        return write_seismograms(out, receivers.names, positions, t, pred, truth, receivers.network, self.dpi)
 
     def write(self, out: Path, arrays: dict[str, np.ndarray], problem: Any, step: int) -> list[str]:
         """Write all files into ``out``; returns their names."""
         out.mkdir(parents=True, exist_ok=True)
         x, y, t, disp = arrays["x"], arrays["y"], arrays["t"], arrays["displacement"]
-        if getattr(problem, "has_exact", True):
-            xyt = torch.from_numpy(arrays["xyt"].reshape(-1, 3))
-            arrays["exact"] = problem.displacement(xyt).numpy().reshape(disp.shape)
+        truth = "exact" if problem.has_exact else "reference"  # closed form, or the finite-difference solution
+        xyt = torch.from_numpy(arrays["xyt"].reshape(-1, 3))
+        arrays[truth] = problem.truth(xyt).numpy().astype(disp.dtype).reshape(disp.shape)
         np.savez(out / "prediction.npz", **arrays, step=np.int64(step))
         written = [f"prediction.npz (displacement {tuple(disp.shape)} = (nt, ny, nx, (u, v)))"]
 
@@ -124,10 +140,10 @@ class PredictionWriter(L.Callback):
             fig.savefig(out / f"snapshot_t{t[k]:.3f}.png")
         if len(picks):
             written.append(f"{len(picks)} snapshot_t*.png")
-        if "exact" in arrays:
+        if truth in arrays:
             rows = np.unique([0, len(t) // 2, len(t) - 1])
-            errors = relative_l2(disp, arrays["exact"])  # over the whole prediction grid
-            fig = field_figure(x, y, t[rows], disp[rows], arrays["exact"][rows], step, errors, self.dpi)
+            errors = relative_l2(disp, arrays[truth])  # over the whole prediction grid
+            fig = field_figure(x, y, t[rows], disp[rows], arrays[truth][rows], step, errors, self.dpi, truth)
             fig.savefig(out / "fields.png")
             written.append("fields.png")
         save_gif(out / "magnitude.gif", magnitude_frames(x, y, t, disp, step), self.fps)

@@ -25,6 +25,8 @@ class MLP(nn.Module):
         width: Units per hidden layer.
         depth: Number of hidden layers.
         activation: ``"tanh"`` or ``"sin"``.
+        output_scale: The output layer's value is multiplied by this (the problem's displacement scale U, see
+            :mod:`pinn.physics.units`), so the layers work on O(1) numbers while the output is in SI.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class MLP(nn.Module):
         width: int = 64,
         depth: int = 4,
         activation: Activation = "tanh",
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if width < 1 or depth < 1:
@@ -46,6 +49,7 @@ class MLP(nn.Module):
         self.register_buffer("center", (lo + hi) / 2)
         self.register_buffer("scale", 2 / (hi - lo))
         self.activation = activation
+        self.output_scale = float(output_scale)  # a plain float: not in the state dict, set by the problem
         sizes = [3] + [width] * depth
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = nn.Linear(width, 2)
@@ -60,7 +64,8 @@ class MLP(nn.Module):
         z = (xyt - self.center) * self.scale  # (N, 3) in [-1, 1]^3
         for layer in self.hidden:
             z = self.act(layer(z))  # (N, width)
-        return self.out(z)  # (N, 2)
+        out = self.out(z)  # (N, 2)
+        return out if self.output_scale == 1.0 else out * self.output_scale
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"

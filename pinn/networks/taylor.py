@@ -73,4 +73,8 @@ def taylor_streams(net: MLP, xyt: Tensor, order: str) -> tuple[Tensor, Tensor, T
             hh = torch.addcmul(d1 * F.linear(hh, layer.weight), d2, _pairs(ga))  # sigma' a_ij + sigma'' a_i a_j
         g = d1 * ga  # sigma' a_i
     uv, grad = net.out(h), F.linear(g, net.out.weight)  # (N, 2), (D, N, 2)
-    return uv, grad, F.linear(hh, net.out.weight) if second else None
+    hess = F.linear(hh, net.out.weight) if second else None  # (4, N, 2)
+    if net.output_scale != 1.0:
+        uv, grad = uv * net.output_scale, grad * net.output_scale
+        hess = None if hess is None else hess * net.output_scale
+    return uv, grad, hess

@@ -1,5 +1,9 @@
-"""Problems: the domain, closed-form problems and their composition."""
+"""Problems: the domain, the composition of a problem, closed-form problems and the finite-difference reference."""
 
-from pinn.problems.closed_form import Domain, Manufactured, PlaneWaves, Problem, Wave
+from pinn.problems.closed_form import HeterogeneousManufactured, Manufactured, PlaneWaves, Wave
+from pinn.problems.domain import Domain
+from pinn.problems.problem import Boundaries, Problem, WaveProblem
+from pinn.problems.receivers import ReceiverLine, Receivers
 
-__all__ = ["Domain", "Manufactured", "PlaneWaves", "Problem", "Wave"]
+__all__ = ["Boundaries", "Domain", "HeterogeneousManufactured", "Manufactured", "PlaneWaves", "Problem", "ReceiverLine",
+           "Receivers", "Wave", "WaveProblem"]

@@ -1,9 +1,7 @@
-r"""Domains and problems with closed-form truth.
+r"""Problems with closed-form truth: plane waves and manufactured solutions.
 
-A :class:`Problem` owns the domain, the material and every known function of the setup: the exact
-displacement (when there is one), its velocity and gradient, the body force, boundary values, and the
-initial displacement and velocity. The model and the data module both read it; nothing else defines the
-physics. Points are ``(N, 3)`` columns ``(x, y, t)``; displacements ``(N, 2)`` columns ``(u, v)``.
+They are posed in non-dimensional units (all scales 1), with exact Dirichlet data on the four edges and an exact
+initial state, so their tests guard the physics: the exact solution makes the residual vanish.
 """
 
 from __future__ import annotations
@@ -15,123 +13,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pinn.networks.derivatives import Fields
-from pinn.physics.elasticity import Material, traction
+from pinn.physics.elasticity import Material
+from pinn.physics.media import Medium, MediumValues
+from pinn.problems.domain import Domain
+from pinn.problems.problem import Problem
 
-
-@dataclass(frozen=True)
-class Domain:
-    """Space-time box ``[x0, x1] x [y0, y1] x [t0, t1]``.
-
-    Args:
-        x: ``(x0, x1)`` with x0 < x1.
-        y: ``(y0, y1)`` with y0 < y1.
-        t: ``(t0, t1)`` with t0 < t1; t0 is where initial conditions are imposed.
-    """
-
-    x: tuple[float, float] = (0.0, 1.0)
-    y: tuple[float, float] = (0.0, 1.0)
-    t: tuple[float, float] = (0.0, 1.0)
-
-    def __post_init__(self) -> None:
-        for name in ("x", "y", "t"):
-            bounds = tuple(getattr(self, name))
-            if len(bounds) != 2 or not all(math.isfinite(b) for b in bounds) or not bounds[0] < bounds[1]:
-                raise ValueError(f"Domain {name}={list(bounds)} must be two finite numbers [low, high] with low < high.")
-            object.__setattr__(self, name, (float(bounds[0]), float(bounds[1])))
-
-    @property
-    def lower(self) -> tuple[float, float, float]:
-        return (self.x[0], self.y[0], self.t[0])
-
-    @property
-    def upper(self) -> tuple[float, float, float]:
-        return (self.x[1], self.y[1], self.t[1])
-
-    def from_unit(self, unit: Tensor) -> Tensor:
-        """Map ``(N, 3)`` points of the unit cube onto the domain."""
-        lo = torch.tensor(self.lower, dtype=unit.dtype, device=unit.device)
-        hi = torch.tensor(self.upper, dtype=unit.dtype, device=unit.device)
-        return lo + unit * (hi - lo)
-
-    def boundary_from_unit(self, unit: Tensor) -> Tensor:
-        """Map ``(N, 2)`` unit points ``(s, tau)`` onto the four edges x time.
-
-        ``s`` runs once around the perimeter in equal quarters (bottom, right, top, left) so that a
-        stratified ``s`` gives stratified edges; ``tau`` is time.
-        """
-        s4, tau = unit[:, 0] * 4, unit[:, 1]
-        edge = s4.floor().clamp(max=3)  # (N,) in {0, 1, 2, 3}
-        a = s4 - edge  # (N,) position along the edge in [0, 1]
-        ones, zeros = torch.ones_like(a), torch.zeros_like(a)
-        ux = torch.where(edge == 0, a, torch.where(edge == 1, ones, torch.where(edge == 2, 1 - a, zeros)))
-        uy = torch.where(edge == 0, zeros, torch.where(edge == 1, a, torch.where(edge == 2, ones, 1 - a)))
-        return self.from_unit(torch.stack([ux, uy, tau], dim=-1))
-
-    def initial_from_unit(self, unit: Tensor) -> Tensor:
-        """Map ``(N, 2)`` unit points onto the initial slice ``t = t0``."""
-        return self.from_unit(torch.cat([unit, torch.zeros_like(unit[:, :1])], dim=-1))
-
-    def grid(self, nx: int, ny: int, nt: int, dtype: torch.dtype = torch.float32) -> Tensor:
-        """Regular ``nx x ny x nt`` grid including the faces, ``(nx*ny*nt, 3)``, t slowest."""
-        axes = [torch.linspace(lo, hi, n, dtype=dtype) for lo, hi, n in zip(self.lower, self.upper, (nx, ny, nt))]
-        t, y, x = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-        return torch.stack([x, y, t], dim=-1).reshape(-1, 3)
-
-    def outward_normal(self, xyt: Tensor) -> Tensor:
-        """Outward unit normal ``(N, 2)`` of boundary points (the nearest edge wins at corners)."""
-        x, y = xyt[:, 0], xyt[:, 1]
-        gaps = torch.stack([y - self.y[0], self.x[1] - x, self.y[1] - y, x - self.x[0]], dim=-1)  # (N, 4)
-        normals = torch.tensor([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=xyt.dtype, device=xyt.device)
-        return normals[gaps.argmin(dim=-1)]
-
-
-class Problem:
-    """Base class of an elastic-wave problem on a :class:`Domain` with a :class:`Material`.
-
-    Subclasses with a closed-form solution implement :meth:`displacement`, :meth:`velocity` and
-    :meth:`gradient`; the boundary and initial data default to that solution.
-    """
-
-    def __init__(self, domain: Domain | None = None, material: Material | None = None) -> None:
-        self.domain = domain or Domain()
-        self.material = material or Material()
-
-    has_exact: bool = True
-
-    def displacement(self, xyt: Tensor) -> Tensor:
-        """Exact displacement ``(N, 2)``."""
-        raise NotImplementedError(f"{type(self).__name__} has no closed-form displacement")
-
-    def velocity(self, xyt: Tensor) -> Tensor:
-        """Exact velocity ``(N, 2)`` = d(u, v)/dt."""
-        raise NotImplementedError(f"{type(self).__name__} has no closed-form velocity")
-
-    def gradient(self, xyt: Tensor) -> Tensor:
-        """Exact spatial displacement gradient ``(N, 2, 2)``, entry ``[i, j] = d u_i / d x_j``."""
-        raise NotImplementedError(f"{type(self).__name__} has no closed-form gradient")
-
-    def body_force(self, xyt: Tensor) -> Tensor | None:
-        """Body force ``(N, 2)``, or ``None`` when there is none."""
-        return None
-
-    def boundary_displacement(self, xyt: Tensor) -> Tensor:
-        """Dirichlet data on the boundary ``(N, 2)``."""
-        return self.displacement(xyt)
-
-    def initial_displacement(self, xyt: Tensor) -> Tensor:
-        """Displacement at t = t0, ``(N, 2)``."""
-        return self.displacement(xyt)
-
-    def initial_velocity(self, xyt: Tensor) -> Tensor:
-        """Velocity at t = t0, ``(N, 2)``."""
-        return self.velocity(xyt)
-
-    def traction(self, xyt: Tensor, normal: Tensor) -> Tensor:
-        """Exact traction ``sigma . n`` ``(N, 2)`` from the closed-form gradient."""
-        g = self.gradient(xyt)  # (N, 2, 2)
-        f = Fields(u=xyt[:, 0] * 0, v=xyt[:, 0] * 0, u_x=g[:, 0, 0], u_y=g[:, 0, 1], v_x=g[:, 1, 0], v_y=g[:, 1, 1])
-        return traction(f, self.material, normal)
+__all__ = ["Domain", "HeterogeneousManufactured", "Manufactured", "PlaneWaves", "Problem", "Wave"]
 
 
 @dataclass(frozen=True)
@@ -185,6 +72,10 @@ class PlaneWaves(Problem):
             d = (math.cos(w.angle), math.sin(w.angle)) if w.kind == "P" else (-math.sin(w.angle), math.cos(w.angle))
             arg = kx * xyt[:, 0] + ky * xyt[:, 1] - omega * xyt[:, 2] + w.phase  # (N,)
             yield w.amplitude, d, (kx, ky), omega, arg
+
+    def max_frequency(self) -> float:
+        speeds = {"P": self.material.c_p, "S": self.material.c_s}
+        return max(speeds[w.kind] * w.wavenumber for w in self.waves) / (2 * math.pi)
 
     def displacement(self, xyt: Tensor) -> Tensor:
         out = torch.zeros_like(xyt[:, :2])
@@ -261,3 +152,49 @@ class Manufactured(Problem):
         f_x = (-m.rho * w**2 + (m.lam + 2 * m.mu) * kx**2 + m.mu * ky**2) * u - (m.lam + m.mu) * a * kx * ky * sx * sy * st
         f_y = (-m.rho * w**2 + m.mu * kx**2 + (m.lam + 2 * m.mu) * ky**2) * v - (m.lam + m.mu) * a * kx * ky * cx * cy * ct
         return torch.stack([f_x, f_y], dim=-1)
+
+
+class HeterogeneousManufactured(Manufactured):
+    r"""The manufactured field of :class:`Manufactured` in a medium that varies in space.
+
+    The body force :math:`\mathbf{f} = \rho\mathbf{u}_{tt} - \nabla\cdot\sigma(\mathbf{u})` is obtained by
+    differentiating the closed-form flux :math:`\sigma = \lambda(\mathbf{x})\,\mathrm{tr}\,\varepsilon\, I +
+    2\mu(\mathbf{x})\varepsilon` directly (exact differentiation of closed-form expressions by autograd), not
+    through the expanded form that :func:`pinn.physics.elasticity.residual` evaluates, so the residual's gradient
+    terms are checked against an independent computation.
+
+    Args:
+        medium: The medium (e.g. a smoothed :class:`~pinn.physics.media.Inclusion` or ``Layered``).
+        amplitude: A.
+        kx: Spatial wavenumber along x.
+        ky: Spatial wavenumber along y.
+        omega: Angular frequency.
+        domain: The space-time box.
+    """
+
+    def __init__(self, medium: Medium | None = None, amplitude: float = 1.0, kx: float = math.pi,
+                 ky: float = math.pi, omega: float = 2 * math.pi, domain: Domain | None = None) -> None:
+        super().__init__(amplitude, kx, ky, omega, domain, Material())
+        if medium is None:
+            raise ValueError("HeterogeneousManufactured needs a medium.")
+        self.medium_model = medium
+
+    @property
+    def medium(self) -> Medium:
+        return self.medium_model
+
+    def material_at(self, xy: Tensor) -> MediumValues:
+        return self.medium_model.values(xy)
+
+    def body_force(self, xyt: Tensor) -> Tensor:
+        with torch.enable_grad():
+            xyt = xyt.detach().requires_grad_(True)
+            g = self.gradient(xyt)  # (N, 2, 2)
+            lam, mu, rho = self.medium_model.properties(xyt[:, :2])
+            eps = 0.5 * (g + g.transpose(1, 2))
+            trace = eps[:, 0, 0] + eps[:, 1, 1]
+            sigma = lam[:, None, None] * trace[:, None, None] * torch.eye(2, dtype=xyt.dtype) + 2 * mu[:, None, None] * eps
+            div = torch.stack([  # d sigma_ij / d x_j
+                sum(torch.autograd.grad(sigma[:, i, j].sum(), xyt, retain_graph=True)[0][:, j] for j in range(2))
+                for i in range(2)], dim=-1)  # (N, 2)
+        return (-rho[:, None] * self.omega**2 * self.displacement(xyt) - div).detach()

@@ -14,7 +14,7 @@ from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation
 from pinn.optim.persistent_adam import PersistentAdam
-from pinn.physics.elasticity import residual
+from pinn.physics.elasticity import absorbing_residual, residual, traction
 from pinn.physics.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.training.compiled import CompiledLoss
@@ -93,7 +93,9 @@ class ElasticPINN(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
         self.problem = problem or PlaneWaves([Wave()])
-        self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation)
+        self.scales = self.problem.scales
+        self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
+                       output_scale=self.scales.displacement)
         self.weights = LossWeights(**loss_weights) if isinstance(loss_weights, dict) else loss_weights or LossWeights()
         self.hparams["loss_weights"] = asdict(self.weights)  # plain data, so checkpoints load with weights_only
         self.optimizer_factory = optimizer
@@ -112,8 +114,12 @@ class ElasticPINN(L.LightningModule):
 
     @property
     def material(self):
-        """The material in the residual: trainable in an inverse problem, else the problem's."""
+        """The constant material: trainable in an inverse problem, else the problem's (a homogeneous medium)."""
         return self.problem.material if self.trainable_material is None else self.trainable_material
+
+    def material_at(self, xy: Tensor):
+        """The material in the residual at ``xy`` ``(N, 2)``: trainable in an inverse problem, else the problem's."""
+        return self.problem.material_at(xy) if self.trainable_material is None else self.trainable_material
 
     def forward(self, xyt: Tensor) -> Tensor:
         """Displacement ``(N, 2)`` at points ``(N, 3)``."""
@@ -123,8 +129,8 @@ class ElasticPINN(L.LightningModule):
         return compute_fields(self.net, xyt, order, self.engine)
 
     def pde_residual(self, xyt: Tensor) -> Tensor:
-        """Navier-Cauchy residual ``(N, 2)`` of the network at interior points ``(N, 3)``."""
-        return residual(self.fields(xyt, "pde"), self.material, self.problem.body_force(xyt))
+        """Residual ``(N, 2)`` of the network at interior points ``(N, 3)``, in SI (N/m^3)."""
+        return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]), self.problem.body_force(xyt))
 
     def residual_norm(self, xyt: Tensor) -> Tensor:
         """Euclidean norm of the residual at each point ``(N,)``, detached: what adaptive sampling ranks by."""
@@ -133,21 +139,48 @@ class ElasticPINN(L.LightningModule):
         with torch.no_grad():
             return self.pde_residual(xyt).norm(dim=-1)
 
+    def boundary_loss(self, xyt: Tensor) -> Tensor:
+        """Mean squared misfit of each boundary point's condition (:class:`~pinn.problems.problem.Boundaries`),
+        displacements divided by U and tractions by S U / L (:mod:`pinn.physics.units`)."""
+        p, s = self.problem, self.scales
+        kinds = p.boundaries.kinds()
+        if all(k == "exact" for k in kinds):  # closed-form problems: Dirichlet data everywhere
+            return _mse(self.net(xyt), p.boundary_displacement(xyt)) / s.displacement**2
+        edge = p.domain.edge_index(xyt)  # (N,)
+        on = {kind: torch.isin(edge, torch.tensor([i for i, k in enumerate(kinds) if k == kind], device=edge.device))
+              for kind in set(kinds)}
+        if not ({"free", "absorbing"} & set(kinds)):
+            f = compute_fields(self.net, xyt, "value")
+        else:
+            f = self.fields(xyt, "gradient")
+        disp = f.displacement  # (N, 2)
+        if "exact" in on:
+            disp = disp - torch.where(on["exact"][:, None], p.displacement(xyt), 0.0)
+        miss = disp / s.displacement  # fixed and exact edges
+        if "free" in on or "absorbing" in on:
+            normal = p.domain.outward_normal(xyt)
+            material = self.material_at(xyt[:, :2])
+            if "free" in on:
+                miss = torch.where(on["free"][:, None], traction(f, material, normal) / s.traction, miss)
+            if "absorbing" in on:
+                miss = torch.where(on["absorbing"][:, None], absorbing_residual(f, material, normal) / s.traction, miss)
+        return (miss**2).sum(-1).mean()
+
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Unweighted loss terms of one batch of points."""
-        p = self.problem
+        """Unweighted loss terms of one batch of points, each non-dimensional (divided by its scale)."""
+        p, s = self.problem, self.scales
         interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
         r = self.pde_residual(interior)  # (N, 2)
         f_ic = self.fields(initial, "velocity")
         terms = {
-            "pde": (r**2).sum(-1).mean(),
-            "bc": _mse(self.net(boundary), p.boundary_displacement(boundary)),
-            "ic_disp": _mse(f_ic.displacement, p.initial_displacement(initial)),
-            "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)),
+            "pde": (r**2).sum(-1).mean() / s.force_density**2,
+            "bc": self.boundary_loss(boundary),
+            "ic_disp": _mse(f_ic.displacement, p.initial_displacement(initial)) / s.displacement**2,
+            "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)) / s.velocity**2,
         }
         if "observations" in batch:
             observed = batch["observations"]  # (M, 5) columns x, y, t, u, v
-            terms["data"] = _mse(self.net(observed[:, :3]), observed[:, 3:])
+            terms["data"] = _mse(self.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
         return terms
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -183,7 +216,7 @@ class ElasticPINN(L.LightningModule):
 
     @torch.enable_grad()
     def validation_step(self, xyt: Tensor, batch_idx: int) -> None:
-        self.val_metric.update(self(xyt), self.problem.displacement(xyt))
+        self.val_metric.update(self(xyt), self.problem.truth(xyt))
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metric.compute()  # already global: the metric sums its states over processes
@@ -194,7 +227,7 @@ class ElasticPINN(L.LightningModule):
 
     @torch.enable_grad()
     def test_step(self, xyt: Tensor, batch_idx: int) -> None:
-        self.test_metric.update(self(xyt), self.problem.displacement(xyt))
+        self.test_metric.update(self(xyt), self.problem.truth(xyt))
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metric.compute()

@@ -1,0 +1,116 @@
+"""Problems without a closed form against the Devito reference: configs/layered_source.yaml and configs/inclusion.yaml.
+
+Each training run is exactly ``pinn fit -c configs/<name>.yaml``, run in this process after its reference has been
+computed (the reference's wall time is reported on its own, and the fit's wall time counts from the fit's start,
+the reference already cached). The trained network is then scored against the reference on the config's validation
+grid: the whole grid (``val/rel_l2``) and each time slice, so the table shows where the error grows. A last table
+checks the reference itself: P and S plane waves started from their exact state, against the closed form, on
+three grids. Run from the repository root:
+
+    python benchmarks/realistic.py                       # both configs, full length (the README figures)
+    python benchmarks/realistic.py --max-steps 200       # a quick check that the script works
+    python benchmarks/realistic.py --configs inclusion   # one of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pinn.cli import cli_main  # noqa: E402
+from pinn.physics.elasticity import Material  # noqa: E402
+from pinn.problems import Domain, PlaneWaves, Wave  # noqa: E402
+from pinn.problems.reference import ReferenceSettings, load_or_solve, solve  # noqa: E402
+
+CONFIGS = ("layered_source", "inclusion")
+
+
+def fit(name: str, max_steps: int | None, save_dir: str) -> dict:
+    config = str(ROOT / "configs" / f"{name}.yaml")
+    common = ["-c", config, "--trainer.logger.init_args.save_dir", save_dir]
+    problem = cli_main(common, run=False).datamodule.problem
+    start = time.perf_counter()
+    reference = load_or_solve(problem, force=True)  # its own wall time: the fit below finds it cached
+    reference_s = time.perf_counter() - start
+    args = ["fit", *common, "--trainer.enable_progress_bar", "false"]
+    if max_steps is not None:
+        args += ["--trainer.max_steps", str(max_steps)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    cli = cli_main(args)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"name": name, "steps": cli.trainer.global_step, "wall_s": wall, "cpu_s": cpu, "reference_s": reference_s,
+            "grid": f"{len(reference.x)} x {len(reference.y)}", "slices": slice_errors(cli)}
+
+
+@torch.no_grad()
+def slice_errors(cli) -> list[tuple[float, float]]:
+    """Relative L2 error of the trained network against the reference on each time slice of the validation grid,
+    and over the whole grid (the last entry, time NaN)."""
+    model, dm = cli.model.eval(), cli.datamodule
+    grid = dm.grid().to(model.device, model.dtype)  # (nt*ny*nx, 3), t slowest
+    nt = dm.val_grid[2]
+    pred = model(grid).double().reshape(nt, -1, 2)
+    truth = dm.problem.truth(grid).double().reshape(nt, -1, 2)
+    err2, ref2 = ((pred - truth) ** 2).sum((1, 2)), (truth**2).sum((1, 2))
+    times = grid.reshape(nt, -1, 3)[:, 0, 2].tolist()
+    rows = [(t, float((e / r).sqrt())) for t, e, r in zip(times, err2, ref2)]
+    return rows + [(math.nan, float((err2.sum() / ref2.sum()).sqrt()))]
+
+
+def plane_wave_check(spacings: tuple[float, ...]) -> list[dict]:
+    """The reference on P and S plane waves from their exact state and with exact edges, against the closed form."""
+    k = 2 * math.pi / 100.0  # 100 m wavelength
+    problem = PlaneWaves([Wave("P", 0.3, k), Wave("S", 1.2, k)], Domain((0.0, 200.0), (0.0, 200.0), (0.0, 0.05)),
+                         Material(lam=8e9, mu=4e9, rho=2000.0))
+    rows = []
+    for h in spacings:
+        start = time.perf_counter()
+        ref = solve(problem, ReferenceSettings(spacing=h, output_times=2))
+        wall = time.perf_counter() - start
+        xyt = torch.cartesian_prod(torch.tensor(ref.t[-1:]), torch.tensor(ref.y), torch.tensor(ref.x))[:, [2, 1, 0]]
+        exact = problem.displacement(xyt.double())
+        got = torch.from_numpy(ref.displacement[-1].reshape(-1, 2))
+        rows.append({"h": h, "err": float((got - exact).norm() / exact.norm()), "wall_s": wall})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (default: config)")
+    parser.add_argument("--save-dir", default="lightning_logs", help="where the runs write logs and checkpoints")
+    parser.add_argument("--skip-plane-wave", action="store_true", help="skip the reference's own check")
+    ns = parser.parse_args()
+    sys.argv = sys.argv[:1]  # the runs take their arguments from fit(), not from this script's command line
+    rows = [fit(name, ns.max_steps, ns.save_dir) for name in ns.configs]
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print("| config | steps | val/rel_l2 vs Devito | fit wall (min) | fit CPU (min) | reference grid | reference wall (s) |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        print(f"| {r['name']} | {r['steps']} | {r['slices'][-1][1]:.3e} | {r['wall_s'] / 60:.1f} | "
+              f"{r['cpu_s'] / 60:.1f} | {r['grid']} | {r['reference_s']:.1f} |")
+    for r in rows:
+        print(f"\n{r['name']}: relative L2 error per time slice of the validation grid")
+        print("| t (s) | " + " | ".join(f"{t:.3g}" for t, _ in r["slices"][:-1]) + " |")
+        print("|---|" + "---:|" * (len(r["slices"]) - 1))
+        print("| rel. L2 | " + " | ".join(f"{e:.3f}" for _, e in r["slices"][:-1]) + " |")
+    if not ns.skip_plane_wave:
+        print("\nDevito reference against the closed form: P + S plane waves (100 m wavelength), 200 m x 200 m, 0.05 s")
+        print("| h (m) | rel. L2 at t = 0.05 s | order | wall (s) |")
+        print("|---:|---:|---:|---:|")
+        checks = plane_wave_check((4.0, 2.0, 1.0))
+        for prev, c in zip([None, *checks], checks):
+            order = "" if prev is None else f"{math.log(prev['err'] / c['err']) / math.log(prev['h'] / c['h']):.2f}"
+            print(f"| {c['h']:g} | {c['err']:.3e} | {order} | {c['wall_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+r"""Edge conditions of the staggered-grid reference (:mod:`pinn.problems.devito_solver`) as Devito equations.
+
+Each edge has an axis (its normal: 0 for left/right, 1 for bottom/top) and a side (-1 low, +1 high). Rows are
+addressed by index along the normal axis: the edge's nodes at ``j`` (a number on the low side, ``dim_M - pad`` on
+the high side, so that one compiled operator serves every grid size); a field staggered along the normal has its
+points at ``(j + 1/2 + side (k + 1/2)) h`` outside the edge, k = 0, 1, ...
+
+- ``fixed`` (v = 0): the velocity component along the edge is 0 on it; both components are mirrored
+  antisymmetrically outside (exact for waves at normal incidence, whose reflection is odd about the edge).
+- ``free`` (sigma . n = 0): stress imaging (Levander 1988, "Fourth-order finite-difference P-SV seismograms"): the
+  normal stress is 0 on the edge, the normal and shear stresses are antisymmetric about it. The tangential normal
+  stress on the edge uses sigma_nn = 0 to replace d v_n/dn by -lam/(lam + 2 mu) d v_t/dt. Velocities outside are
+  not used: stresses within space_order/2 points of the edge take d v/dn at the highest order that stays inside
+  (Graves 1996, "Simulating seismic wave propagation in 3D elastic media using staggered-grid finite differences"),
+  which keeps the scheme stable (the high-order stencils fed by velocities outside grew without bound).
+- ``exact``: v and sigma from the closed form on ``space_order/2 + 1`` rows at and outside the edge, every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+AXIS = {"bottom": (1, -1), "right": (0, 1), "top": (1, 1), "left": (0, -1)}  # edge -> (normal axis, side)
+
+
+class EdgeEquations:
+    """Builds the boundary equations of one operator.
+
+    Args:
+        grid: The Devito grid.
+        v, tau: Velocity (vector) and stress (tensor) time functions.
+        coef: Devito functions ``lam``, ``mu`` (nodes), ``mu_xy`` (cell centres) and ``damp`` (dict by field kind).
+        low: Index of the edge node on the low side per axis ``[x, y]``.
+        pads: Cells outside each edge.
+        space_order: Order of the spatial stencils.
+    """
+
+    def __init__(self, grid, v, tau, coef: dict, low: list[int], pads: dict, space_order: int) -> None:
+        self.grid, self.v, self.tau, self.coef, self.low, self.pads = grid, v, tau, coef, low, pads
+        self.so = space_order
+        self.tn = grid.stepping_dim
+        self.dt = grid.stepping_dim.spacing
+
+    def at(self, f, axis: int, index):
+        """``f`` at time n + 1 on one row (``axis`` 1) or column (``axis`` 0)."""
+        x, y = self.grid.dimensions
+        return f[self.tn + 1, index, y] if axis == 0 else f[self.tn + 1, x, index]
+
+    def index(self, edge: str):
+        """Index of the edge's nodes along its normal (symbolic on the high side)."""
+        axis, side = AXIS[edge]
+        return self.low[axis] if side < 0 else self.grid.dimensions[axis].symbolic_max - self.pads[edge]
+
+    def outside(self, edge: str, staggered: bool, k: int) -> tuple:
+        """(index of the k-th point outside the edge, index of its mirror image inside)."""
+        _, side = AXIS[edge]
+        j = self.index(edge)
+        if not staggered:  # at j + side k, mirrored about j
+            return j + side * k, j - side * k
+        return (j - 1 - k, j + k) if side < 0 else (j + k, j - 1 - k)
+
+    def fixed(self, edge: str) -> list:
+        """Equations on v^{n+1}: v = 0 on the edge, odd outside."""
+        axis, _ = AXIS[edge]
+        tangential, normal = self.v[1 - axis], self.v[axis]
+        eqs = [self._set(tangential, axis, self.index(edge), 0)]
+        eqs += [self._set(tangential, axis, a, -self.at(tangential, axis, m))
+                for a, m in (self.outside(edge, False, k) for k in range(1, self.pads[edge] + 1))]
+        eqs += [self._set(normal, axis, a, -self.at(normal, axis, m))
+                for a, m in (self.outside(edge, True, k) for k in range(self.pads[edge]))]
+        return eqs
+
+    def free(self, edge: str) -> list:
+        """Equations on sigma^{n+1} (after the interior update): imaging and the reduced-order rows."""
+        from devito import Eq
+
+        axis, side = AXIS[edge]
+        t = 1 - axis
+        dims = self.grid.dimensions
+        lam, mu, mu_xy, damp = self.coef["lam"], self.coef["mu"], self.coef["mu_xy"], self.coef["damp"]
+        normal, tangential, shear = self.tau[axis, axis], self.tau[t, t], self.tau[0, 1]
+        v_n, v_t = self.v[axis].forward, self.v[t].forward
+        j = self.index(edge)
+
+        def d(f, dim: int, at, order: int | None = None):  # d f / d x_dim evaluated at the points of `at`
+            deriv = getattr(f, "d" + "xy"[dim])
+            return (deriv(fd_order=order) if order else deriv)._eval_at(at).evaluate
+
+        def row(expr, index):  # the expression on one row or column
+            return expr.subs(dims[axis], index)
+
+        eqs = [Eq(self.at(normal, axis, j), 0)]
+        # On the edge: sigma_tt^{n+1} = sigma_tt + dt 4 mu (lam + mu) / (lam + 2 mu) d v_t / dt
+        rhs = damp["n"] * (tangential + self.dt * 4 * mu * (lam + mu) / (lam + 2 * mu) * d(v_t, t, tangential))
+        eqs.append(Eq(self.at(tangential, axis, j), row(rhs, j)))
+        m_max = self.so // 2
+        for m in range(1, m_max):  # node rows m cells inside: d v_n / dn of order 2m
+            div = d(v_t, t, normal) + d(v_n, axis, normal, 2 * m)
+            for target, dv in ((normal, d(v_n, axis, normal, 2 * m)), (tangential, d(v_t, t, normal))):
+                rhs = damp["n"] * (target + self.dt * (lam * div + 2 * mu * dv))
+                eqs.append(Eq(self.at(target, axis, j - side * m), row(rhs, j - side * m)))
+        for m in range(m_max - 1):  # shear rows (m + 1/2) cells inside: d v_t / dn of order 2(m + 1)
+            inside = j + m if side < 0 else j - 1 - m
+            rhs = damp["xy"] * (shear + self.dt * mu_xy * (d(v_t, axis, shear, 2 * (m + 1)) + d(v_n, t, shear)))
+            eqs.append(Eq(self.at(shear, axis, inside), row(rhs, inside)))
+        eqs += [self._set(normal, axis, a, -self.at(normal, axis, m))
+                for a, m in (self.outside(edge, False, k) for k in range(1, self.pads[edge] + 1))]
+        eqs += [self._set(shear, axis, a, -self.at(shear, axis, m))
+                for a, m in (self.outside(edge, True, k) for k in range(self.pads[edge]))]
+        return eqs
+
+    def exact(self, edge: str, values, steps: int, width: int) -> tuple[list, list]:
+        """Equations setting v^{n+1} and sigma^{n+1} on ``width`` rows at and outside the edge.
+
+        Args:
+            values: ``values(stagger, rows) -> (steps + 2, N_along, width, C)`` closed-form data of the fields at
+                ``stagger`` on the given numeric rows (velocity at t_s + (m - 1/2) dt, stress at t_s + m dt).
+        """
+        from devito import Dimension, Eq, Function
+
+        axis, _ = AXIS[edge]
+        dims = self.grid.dimensions
+        time_dim, along = self.grid.time_dim, dims[1 - axis]
+        layer = Dimension(name="layer")
+        targets = {(1, 0): [self.v[0]], (0, 1): [self.v[1]], (0, 0): [self.tau[0, 0], self.tau[1, 1]],
+                   (1, 1): [self.tau[0, 1]]}
+        bc_v, bc_tau = [], []
+        for stagger, fields in targets.items():
+            rows = [self.outside(edge, bool(stagger[axis]), k)[0] for k in range(width)]
+            numeric = [int(r.subs(dims[axis].symbolic_max, self.grid.shape[axis] - 1)) if hasattr(r, "subs")
+                       else int(r) for r in rows]
+            data = values(stagger, axis, numeric)  # (steps + 2, N_along, width, C)
+            for c, target in enumerate(fields):
+                g = Function(name=f"e_{edge}_{stagger[0]}{stagger[1]}_{c}", dimensions=(time_dim, along, layer),
+                             shape=(steps + 2, self.grid.shape[1 - axis], width), dtype=np.float32)
+                g.data[:] = data[..., c]
+                eqs = [Eq(self.at(target, axis, r), g[time_dim + 1, along, k]) for k, r in enumerate(rows)]
+                (bc_v if stagger in ((1, 0), (0, 1)) else bc_tau).extend(eqs)
+        return bc_v, bc_tau
+
+    def _set(self, f, axis: int, index, value):
+        from devito import Eq
+
+        return Eq(self.at(f, axis, index), value)

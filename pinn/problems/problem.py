@@ -1,0 +1,296 @@
+r"""A problem is composed: Domain + Medium + Sources + Boundaries (per edge) + initial state + truth.
+
+:class:`Problem` is the base every problem shares: the model and the data module read it and nothing else defines
+the physics. Closed-form problems (:mod:`pinn.problems.closed_form`) are posed in non-dimensional units with their
+exact solution as truth, exact Dirichlet edges and an exact initial state. :class:`WaveProblem` is the composition
+for problems without a closed form, in SI units: a medium, sources, a boundary condition per edge, an initial state
+at rest (or a reference snapshot at t0 > 0), and a Devito finite-difference reference as truth
+(:mod:`pinn.problems.reference`). Points are ``(N, 3)`` columns ``(x, y, t)``; displacements ``(N, 2)`` columns
+``(u, v)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields, is_dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pinn.networks.derivatives import Fields
+from pinn.physics.elasticity import Material, traction
+from pinn.physics.media import Homogeneous, Medium, MediumValues
+from pinn.physics.sources import Explosion, PointForce, Source
+from pinn.physics.units import Scales
+from pinn.problems.domain import EDGES, Domain
+from pinn.problems.receivers import Receivers
+from pinn.problems.reference import ReferenceSettings
+
+KINDS = ("fixed", "free", "absorbing", "exact")
+
+
+@dataclass(frozen=True)
+class Boundaries:
+    """The condition on each edge (x to the right, y up; ``top`` is y = y1):
+
+    - ``fixed``: zero displacement (a clamped edge);
+    - ``free``: zero traction sigma . n = 0 (a free surface);
+    - ``absorbing``: first-order absorbing (Lysmer-Kuhlemeyer / Clayton-Engquist),
+      sigma . n = -rho (c_p (u_t . n) n + c_s (u_t - (u_t . n) n));
+    - ``exact``: the displacement of a closed-form solution (closed-form problems only).
+
+    Args:
+        bottom: Condition on y = y0.
+        right: Condition on x = x1.
+        top: Condition on y = y1.
+        left: Condition on x = x0.
+    """
+
+    bottom: str = "fixed"
+    right: str = "fixed"
+    top: str = "fixed"
+    left: str = "fixed"
+
+    def __post_init__(self) -> None:
+        for edge in EDGES:
+            if getattr(self, edge) not in KINDS:
+                raise ValueError(f"boundaries.{edge}={getattr(self, edge)!r} is not a boundary kind; use one of {KINDS}.")
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds in the order of :data:`~pinn.problems.domain.EDGES`."""
+        return tuple(getattr(self, edge) for edge in EDGES)
+
+
+def _fingerprint(obj) -> object:
+    """A JSON-able description of ``obj``'s content (arrays by their SHA-256), for cache keys."""
+    if isinstance(obj, (Tensor, np.ndarray)):
+        a = np.ascontiguousarray(obj.detach().cpu().numpy() if isinstance(obj, Tensor) else obj)
+        return {"sha256": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
+    if isinstance(obj, (list, tuple)):
+        return [_fingerprint(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _fingerprint(v) for k, v in sorted(obj.items())}
+    if is_dataclass(obj):
+        return {type(obj).__name__: {f.name: _fingerprint(getattr(obj, f.name)) for f in fields(obj)}}
+    if hasattr(obj, "__dict__"):
+        return {type(obj).__name__: {k: _fingerprint(v) for k, v in sorted(vars(obj).items()) if not k.startswith("_")}}
+    return repr(obj) if isinstance(obj, float) else obj
+
+
+class Problem:
+    """Base class of an elastic-wave problem on a :class:`Domain` with a :class:`Material`.
+
+    Subclasses with a closed-form solution implement :meth:`displacement`, :meth:`velocity` and
+    :meth:`gradient`; the boundary and initial data default to that solution.
+    """
+
+    def __init__(self, domain: Domain | None = None, material: Material | None = None) -> None:
+        self.domain = domain or Domain()
+        self.material = material or Material()
+
+    has_exact: bool = True
+    sources: tuple[Source, ...] = ()
+    boundaries: Boundaries = Boundaries("exact", "exact", "exact", "exact")
+    initial: str = "exact"
+    receivers: Receivers | None = None
+    reference: ReferenceSettings = ReferenceSettings()
+
+    @property
+    def scales(self) -> Scales:
+        """Characteristic scales (:mod:`pinn.physics.units`); 1 for problems posed without units."""
+        return Scales()
+
+    @property
+    def rest_time(self) -> float:
+        """Time at which a reference simulation starts (from the exact state for closed-form problems)."""
+        return self.domain.t[0]
+
+    @property
+    def medium(self) -> Medium:
+        """The material as a :class:`~pinn.physics.media.Medium`."""
+        m = self.material
+        return Homogeneous(lam=m.lam, mu=m.mu, rho=m.rho)
+
+    def material_at(self, xy: Tensor) -> Material | MediumValues:
+        """The material at points ``xy`` ``(N, 2)`` for the residual and tractions."""
+        return self.material
+
+    def truth(self, xyt: Tensor) -> Tensor:
+        """The displacement ``(N, 2)`` that validation compares with: the closed form here."""
+        return self.displacement(xyt)
+
+    def content_key(self) -> str:
+        """SHA-256 (hex, 16 characters) of everything that defines the solution (not receivers, not scales)."""
+        skip = {"receivers"}
+        description = {type(self).__name__: {k: _fingerprint(v) for k, v in sorted(vars(self).items())
+                                             if k not in skip and not k.startswith("_")}}
+        return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+
+    def max_frequency(self) -> float:
+        """Highest frequency (Hz) of the solution, which sets a finite-difference grid."""
+        raise NotImplementedError(f"{type(self).__name__} gives no maximum frequency")
+
+    def displacement(self, xyt: Tensor) -> Tensor:
+        """Exact displacement ``(N, 2)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form displacement")
+
+    def velocity(self, xyt: Tensor) -> Tensor:
+        """Exact velocity ``(N, 2)`` = d(u, v)/dt."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form velocity")
+
+    def gradient(self, xyt: Tensor) -> Tensor:
+        """Exact spatial displacement gradient ``(N, 2, 2)``, entry ``[i, j] = d u_i / d x_j``."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form gradient")
+
+    def body_force(self, xyt: Tensor) -> Tensor | None:
+        """Body force ``(N, 2)``, or ``None`` when there is none."""
+        return None
+
+    def boundary_displacement(self, xyt: Tensor) -> Tensor:
+        """Dirichlet data on the boundary ``(N, 2)``."""
+        return self.displacement(xyt)
+
+    def initial_displacement(self, xyt: Tensor) -> Tensor:
+        """Displacement at t = t0, ``(N, 2)``."""
+        return self.displacement(xyt)
+
+    def initial_velocity(self, xyt: Tensor) -> Tensor:
+        """Velocity at t = t0, ``(N, 2)``."""
+        return self.velocity(xyt)
+
+    def traction(self, xyt: Tensor, normal: Tensor) -> Tensor:
+        """Exact traction ``sigma . n`` ``(N, 2)`` from the closed-form gradient."""
+        g = self.gradient(xyt)  # (N, 2, 2)
+        f = Fields(u=xyt[:, 0] * 0, v=xyt[:, 0] * 0, u_x=g[:, 0, 0], u_y=g[:, 0, 1], v_x=g[:, 1, 0], v_y=g[:, 1, 1])
+        return traction(f, self.material_at(xyt[:, :2]), normal)
+
+
+def estimate_displacement(sources: list[Source], rho: float, vp: float, vs: float) -> float:
+    r"""Order of magnitude (m) of the displacement the sources radiate, the scale U of the network's output.
+
+    A line force F (N/m) in plane strain loads the medium like a stress :math:`F k_s` over a wavelength, giving
+    :math:`U \sim F / (2\pi\rho c_s^2)`; an explosion of moment :math:`M_0` (N m/m) gives
+    :math:`U \sim M_0 k_p / (2\pi\rho c_p^2)` with :math:`k_p = 2\pi f_{max} / c_p`. Only the order of magnitude
+    matters (the loss is normalised by the same U); ``scales.displacement`` overrides it.
+    """
+    total = 0.0
+    for s in sources:
+        if isinstance(s, PointForce):
+            total += abs(s.amplitude) / (2 * math.pi * rho * vs**2)
+        elif isinstance(s, Explosion):
+            total += abs(s.moment) * s.wavelet.max_frequency() / (rho * vp**3)
+    return total or 1.0
+
+
+class WaveProblem(Problem):
+    """An elastic-wave problem in SI units without a closed form: a medium, sources, a condition per edge, an
+    initial state, receivers, and a Devito finite-difference solution as truth (computed once and cached, see
+    :mod:`pinn.problems.reference`).
+
+    Args:
+        domain: The space-time box (m, m, s).
+        medium: Lamé parameters and density in space (:mod:`pinn.physics.media`); homogeneous by default.
+        sources: Body-force sources (:mod:`pinn.physics.sources`), any number.
+        boundaries: Condition on each edge: ``fixed``, ``free`` or ``absorbing``.
+        initial: ``rest`` (zero displacement and velocity at t0) or ``snapshot``: the medium is at rest at
+            ``rest_time`` < t0, and the displacement and velocity at t0 come from the reference solution, which
+            avoids the singular early source (Moseley et al. 2020, "Solving the wave equation with physics-informed
+            deep learning"; the seismic example of NVIDIA PhysicsNeMo).
+        rest_time: With ``snapshot``: the time (s) at which the medium is at rest and the sources' clock starts.
+        receivers: Where seismograms are recorded (``pinn predict`` writes them).
+        reference: Grid and cache of the finite-difference reference.
+        displacement_scale: Characteristic displacement U (m) of the network's output; ``None`` estimates it from
+            the sources (:func:`estimate_displacement`).
+    """
+
+    has_exact = False
+    medium = None  # an attribute here, not the base class's property
+    rest_time = None
+
+    def __init__(self, domain: Domain | None = None, medium: Medium | None = None, sources: list[Source] | None = None,
+                 boundaries: Boundaries | None = None, initial: str = "rest", rest_time: float = 0.0,
+                 receivers: Receivers | None = None, reference: ReferenceSettings | None = None,
+                 displacement_scale: float | None = None) -> None:
+        self.domain = domain or Domain()
+        self.medium = medium or Homogeneous(vp=2000.0, vs=1000.0, rho=2000.0)
+        self.sources = list(sources or [])
+        self.boundaries = boundaries or Boundaries()
+        self.initial = initial
+        self.receivers = receivers
+        self.reference = reference or ReferenceSettings()
+        self._reference = None  # the solution, once loaded
+        self._check(rest_time)
+        self.rest_time = float(rest_time) if initial == "snapshot" else self.domain.t[0]
+        ext = self.medium.extremes(self.domain, 41)
+        length = max(self.domain.x[1] - self.domain.x[0], self.domain.y[1] - self.domain.y[0])
+        if displacement_scale is None:
+            # the softest material moves most: its values give the largest displacement
+            displacement_scale = estimate_displacement(self.sources, ext["rho_min"], ext["vp_min"], ext["vs_min"])
+        self._scales = Scales(length, length / ext["vp_max"], float(displacement_scale), ext["rho_max"])
+
+    def _check(self, rest_time: float) -> None:
+        self.medium.check(self.domain)
+        for i, source in enumerate(self.sources):
+            source.check(self.domain, f"sources[{i}]")
+        if self.receivers is not None:
+            self.receivers.check(self.domain)
+        if "exact" in self.boundaries.kinds():
+            raise ValueError("boundaries: 'exact' needs a closed-form solution; use fixed, free or absorbing.")
+        if self.initial not in ("rest", "snapshot"):
+            raise ValueError(f"initial={self.initial!r} must be 'rest' or 'snapshot'.")
+        if self.initial == "snapshot" and not rest_time < self.domain.t[0]:
+            raise ValueError(f"rest_time={rest_time} must be earlier than the domain's t0={self.domain.t[0]} for "
+                             "initial: snapshot (the reference runs from rest_time and hands over at t0).")
+        if not self.sources and self.initial == "rest":
+            raise ValueError("sources is empty and the initial state is rest: nothing would move; add a source.")
+
+    @property
+    def scales(self) -> Scales:
+        return self._scales
+
+    @property
+    def material(self) -> Material:
+        """The constant material of a homogeneous medium (what an inverse run starts from)."""
+        if not isinstance(self.medium, Homogeneous):
+            raise ValueError(f"this problem's medium is {type(self.medium).__name__}; a constant material (e.g. "
+                             "model.unknowns) needs a Homogeneous medium.")
+        return Material(self.medium.lam, self.medium.mu, self.medium.rho)
+
+    def material_at(self, xy: Tensor) -> MediumValues:
+        return self.medium.values(xy)
+
+    def max_frequency(self) -> float:
+        return max((s.wavelet.max_frequency() for s in self.sources), default=0.0)
+
+    def body_force(self, xyt: Tensor) -> Tensor | None:
+        if not self.sources:
+            return None
+        return sum(s.force(xyt) for s in self.sources)
+
+    # ---- the reference solution ----------------------------------------------------------------------------
+    def solution(self, log=print):
+        """The finite-difference reference (:class:`pinn.problems.reference.Reference`): loaded from the cache,
+        computed first if it is missing."""
+        if self._reference is None:
+            from pinn.problems.reference import load_or_solve  # Devito is imported only when a reference is needed
+
+            self._reference = load_or_solve(self, log=log)
+        return self._reference
+
+    def truth(self, xyt: Tensor) -> Tensor:
+        return self.solution().displacement_at(xyt)
+
+    def displacement(self, xyt: Tensor) -> Tensor:
+        raise NotImplementedError("WaveProblem has no closed-form displacement; its truth is the reference solution")
+
+    def initial_displacement(self, xyt: Tensor) -> Tensor:
+        return torch.zeros_like(xyt[:, :2]) if self.initial == "rest" else self.solution().displacement_at(xyt)
+
+    def initial_velocity(self, xyt: Tensor) -> Tensor:
+        return torch.zeros_like(xyt[:, :2]) if self.initial == "rest" else self.solution().velocity_at(xyt)
+
+    def boundary_displacement(self, xyt: Tensor) -> Tensor:
+        return torch.zeros_like(xyt[:, :2])  # fixed edges are clamped
