@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -25,6 +26,9 @@ class MLP(nn.Module):
         width: Units per hidden layer.
         depth: Number of hidden layers.
         activation: ``"tanh"`` or ``"sin"``.
+        input_scale: The normalised inputs are multiplied by this before the first layer, a first-layer frequency
+            like SIREN's omega_0 (Sitzmann et al. 2020): values > 1 start the network with finer features, for
+            problems several wavelengths across.
         output_scale: The output layer's value is multiplied by this (the problem's displacement scale U, see
             :mod:`pinn.physics.units`), so the layers work on O(1) numbers while the output is in SI.
     """
@@ -36,6 +40,7 @@ class MLP(nn.Module):
         width: int = 64,
         depth: int = 4,
         activation: Activation = "tanh",
+        input_scale: float = 1.0,
         output_scale: float = 1.0,
     ) -> None:
         super().__init__()
@@ -47,7 +52,9 @@ class MLP(nn.Module):
         if lo.shape != (3,) or hi.shape != (3,) or not bool((hi > lo).all()):
             raise ValueError(f"MLP bounds lower={list(lower)} upper={list(upper)} must be 3 values with upper > lower.")
         self.register_buffer("center", (lo + hi) / 2)
-        self.register_buffer("scale", 2 / (hi - lo))
+        if not (math.isfinite(input_scale) and input_scale > 0):
+            raise ValueError(f"MLP input_scale={input_scale} must be a finite number > 0.")
+        self.register_buffer("scale", input_scale * 2 / (hi - lo))
         self.activation = activation
         self.output_scale = float(output_scale)  # a plain float: not in the state dict, set by the problem
         sizes = [3] + [width] * depth
@@ -61,7 +68,7 @@ class MLP(nn.Module):
         return torch.tanh(z) if self.activation == "tanh" else torch.sin(z)
 
     def forward(self, xyt: Tensor) -> Tensor:
-        z = (xyt - self.center) * self.scale  # (N, 3) in [-1, 1]^3
+        z = (xyt - self.center) * self.scale  # (N, 3) in [-1, 1]^3 times input_scale
         for layer in self.hidden:
             z = self.act(layer(z))  # (N, width)
         out = self.out(z)  # (N, 2)

@@ -112,8 +112,9 @@ class Medium:
         with torch.enable_grad():
             xy = xy.detach().requires_grad_(True)
             lam, mu, rho = self.properties(xy)
-            d_lam = torch.autograd.grad(lam.sum(), xy, allow_unused=True, retain_graph=True)[0]
-            d_mu = torch.autograd.grad(mu.sum(), xy, allow_unused=True)[0]
+            # a medium with sharp interfaces only (smoothing 0) does not depend differentiably on xy
+            d_lam = torch.autograd.grad(lam.sum(), xy, allow_unused=True, retain_graph=True)[0] if lam.requires_grad else None
+            d_mu = torch.autograd.grad(mu.sum(), xy, allow_unused=True)[0] if mu.requires_grad else None
         d_lam = torch.zeros_like(xy) if d_lam is None else d_lam  # (N, 2)
         d_mu = torch.zeros_like(xy) if d_mu is None else d_mu
         return MediumValues(lam.detach(), mu.detach(), rho.detach(), d_lam[:, 0], d_lam[:, 1], d_mu[:, 0], d_mu[:, 1])

@@ -107,7 +107,7 @@ def _read_wavelet(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if bad is not None or not rows:
                 raise ValueError(f"wavelet path={path}: line {bad} is not two numbers 't, w'." if rows
                                  else f"wavelet path={path}: holds no samples.")
-            t, w = np.array(rows, dtype=np.float64).T
+            t, w = np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
     except FileNotFoundError:
         raise FileNotFoundError(f"wavelet path={path}: no such file; give a .npz (t, w) or a two-column text file.") from None
     except (OSError, EOFError, KeyError) as err:

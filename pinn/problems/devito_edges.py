@@ -3,7 +3,8 @@ r"""Edge conditions of the staggered-grid reference (:mod:`pinn.problems.devito_
 Each edge has an axis (its normal: 0 for left/right, 1 for bottom/top) and a side (-1 low, +1 high). Rows are
 addressed by index along the normal axis: the edge's nodes at ``j`` (a number on the low side, ``dim_M - pad`` on
 the high side, so that one compiled operator serves every grid size); a field staggered along the normal has its
-points at ``(j + 1/2 + side (k + 1/2)) h`` outside the edge, k = 0, 1, ...
+points at ``(j + 1/2 + side (k + 1/2)) h`` outside the edge, k = 0, 1, ... The rows outside an edge are written
+by one equation per field, looping over a layer dimension k (few equations keep Devito's compilation short).
 
 - ``fixed`` (v = 0): the velocity component along the edge is 0 on it; both components are mirrored
   antisymmetrically outside (exact for waves at normal incidence, whose reflection is odd about the edge).
@@ -14,12 +15,16 @@ points at ``(j + 1/2 + side (k + 1/2)) h`` outside the edge, k = 0, 1, ...
   (Graves 1996, "Simulating seismic wave propagation in 3D elastic media using staggered-grid finite differences"),
   which keeps the scheme stable (the high-order stencils fed by velocities outside grew without bound).
 - ``exact``: v and sigma from the closed form on ``space_order/2 + 1`` rows at and outside the edge, every step.
+- ``absorbing``: a C-PML layer outside the edge (:func:`pml`), which enters the interior equations, not these.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+PML_R = 1e-4  # theoretical reflection of an absorbing layer at normal incidence
 AXIS = {"bottom": (1, -1), "right": (0, 1), "top": (1, 1), "left": (0, -1)}  # edge -> (normal axis, side)
 
 
@@ -29,17 +34,22 @@ class EdgeEquations:
     Args:
         grid: The Devito grid.
         v, tau: Velocity (vector) and stress (tensor) time functions.
-        coef: Devito functions ``lam``, ``mu`` (nodes), ``mu_xy`` (cell centres) and ``damp`` (dict by field kind).
+        coef: Devito functions ``lam``, ``mu`` (nodes), ``mu_xy`` (cell centres) and ``psi``, the C-PML memory
+            variables at n + 1 by (points, axis) of the derivatives across absorbing layers.
         low: Index of the edge node on the low side per axis ``[x, y]``.
         pads: Cells outside each edge.
         space_order: Order of the spatial stencils.
     """
 
     def __init__(self, grid, v, tau, coef: dict, low: list[int], pads: dict, space_order: int) -> None:
+        from devito.types import CustomDimension
+
         self.grid, self.v, self.tau, self.coef, self.low, self.pads = grid, v, tau, coef, low, pads
         self.so = space_order
         self.tn = grid.stepping_dim
         self.dt = grid.stepping_dim.spacing
+        mirrored = mirror_rows(space_order)
+        self.k = CustomDimension(name="k_mirror", symbolic_min=0, symbolic_max=mirrored - 1, symbolic_size=mirrored)
 
     def at(self, f, axis: int, index):
         """``f`` at time n + 1 on one row (``axis`` 1) or column (``axis`` 0)."""
@@ -59,16 +69,22 @@ class EdgeEquations:
             return j + side * k, j - side * k
         return (j - 1 - k, j + k) if side < 0 else (j + k, j - 1 - k)
 
+    def mirror(self, f, edge: str, staggered: bool) -> list:
+        """``f`` antisymmetric about the edge on the mirrored rows outside it."""
+        from devito import Eq
+
+        axis, _ = AXIS[edge]
+        a, m = self.outside(edge, staggered, self.k if staggered else self.k + 1)
+        return [Eq(self.at(f, axis, a), -self.at(f, axis, m))]
+
     def fixed(self, edge: str) -> list:
         """Equations on v^{n+1}: v = 0 on the edge, odd outside."""
+        from devito import Eq
+
         axis, _ = AXIS[edge]
         tangential, normal = self.v[1 - axis], self.v[axis]
-        eqs = [self._set(tangential, axis, self.index(edge), 0)]
-        eqs += [self._set(tangential, axis, a, -self.at(tangential, axis, m))
-                for a, m in (self.outside(edge, False, k) for k in range(1, self.pads[edge] + 1))]
-        eqs += [self._set(normal, axis, a, -self.at(normal, axis, m))
-                for a, m in (self.outside(edge, True, k) for k in range(self.pads[edge]))]
-        return eqs
+        return [Eq(self.at(tangential, axis, self.index(edge)), 0), *self.mirror(tangential, edge, False),
+                *self.mirror(normal, edge, True)]
 
     def free(self, edge: str) -> list:
         """Equations on sigma^{n+1} (after the interior update): imaging and the reduced-order rows."""
@@ -77,7 +93,7 @@ class EdgeEquations:
         axis, side = AXIS[edge]
         t = 1 - axis
         dims = self.grid.dimensions
-        lam, mu, mu_xy, damp = self.coef["lam"], self.coef["mu"], self.coef["mu_xy"], self.coef["damp"]
+        lam, mu, mu_xy, psi = self.coef["lam"], self.coef["mu"], self.coef["mu_xy"], self.coef["psi"]
         normal, tangential, shear = self.tau[axis, axis], self.tau[t, t], self.tau[0, 1]
         v_n, v_t = self.v[axis].forward, self.v[t].forward
         j = self.index(edge)
@@ -89,31 +105,29 @@ class EdgeEquations:
         def row(expr, index):  # the expression on one row or column
             return expr.subs(dims[axis], index)
 
+        dvt = d(v_t, t, tangential) + psi.get(("n", t), 0)  # along the edge, where an absorbing layer may cross it
+        dvn_t = d(v_n, t, shear) + psi.get(("xy", t), 0)
         eqs = [Eq(self.at(normal, axis, j), 0)]
         # On the edge: sigma_tt^{n+1} = sigma_tt + dt 4 mu (lam + mu) / (lam + 2 mu) d v_t / dt
-        rhs = damp["n"] * (tangential + self.dt * 4 * mu * (lam + mu) / (lam + 2 * mu) * d(v_t, t, tangential))
+        rhs = tangential + self.dt * 4 * mu * (lam + mu) / (lam + 2 * mu) * dvt
         eqs.append(Eq(self.at(tangential, axis, j), row(rhs, j)))
         m_max = self.so // 2
         for m in range(1, m_max):  # node rows m cells inside: d v_n / dn of order 2m
-            div = d(v_t, t, normal) + d(v_n, axis, normal, 2 * m)
-            for target, dv in ((normal, d(v_n, axis, normal, 2 * m)), (tangential, d(v_t, t, normal))):
-                rhs = damp["n"] * (target + self.dt * (lam * div + 2 * mu * dv))
+            div = dvt + d(v_n, axis, normal, 2 * m)
+            for target, dv in ((normal, d(v_n, axis, normal, 2 * m)), (tangential, dvt)):
+                rhs = target + self.dt * (lam * div + 2 * mu * dv)
                 eqs.append(Eq(self.at(target, axis, j - side * m), row(rhs, j - side * m)))
         for m in range(m_max - 1):  # shear rows (m + 1/2) cells inside: d v_t / dn of order 2(m + 1)
             inside = j + m if side < 0 else j - 1 - m
-            rhs = damp["xy"] * (shear + self.dt * mu_xy * (d(v_t, axis, shear, 2 * (m + 1)) + d(v_n, t, shear)))
+            rhs = shear + self.dt * mu_xy * (d(v_t, axis, shear, 2 * (m + 1)) + dvn_t)
             eqs.append(Eq(self.at(shear, axis, inside), row(rhs, inside)))
-        eqs += [self._set(normal, axis, a, -self.at(normal, axis, m))
-                for a, m in (self.outside(edge, False, k) for k in range(1, self.pads[edge] + 1))]
-        eqs += [self._set(shear, axis, a, -self.at(shear, axis, m))
-                for a, m in (self.outside(edge, True, k) for k in range(self.pads[edge]))]
-        return eqs
+        return eqs + self.mirror(normal, edge, False) + self.mirror(shear, edge, True)
 
     def exact(self, edge: str, values, steps: int, width: int) -> tuple[list, list]:
         """Equations setting v^{n+1} and sigma^{n+1} on ``width`` rows at and outside the edge.
 
         Args:
-            values: ``values(stagger, rows) -> (steps + 2, N_along, width, C)`` closed-form data of the fields at
+            values: ``values(stagger, axis, rows) -> (steps + 2, N_along, width, C)``: closed-form data of the fields at
                 ``stagger`` on the given numeric rows (velocity at t_s + (m - 1/2) dt, stress at t_s + m dt).
         """
         from devito import Dimension, Eq, Function
@@ -126,19 +140,54 @@ class EdgeEquations:
                    (1, 1): [self.tau[0, 1]]}
         bc_v, bc_tau = [], []
         for stagger, fields in targets.items():
-            rows = [self.outside(edge, bool(stagger[axis]), k)[0] for k in range(width)]
+            staggered = bool(stagger[axis])
+            numeric = [self.outside(edge, staggered, k)[0] for k in range(width)]
             numeric = [int(r.subs(dims[axis].symbolic_max, self.grid.shape[axis] - 1)) if hasattr(r, "subs")
-                       else int(r) for r in rows]
+                       else int(r) for r in numeric]
             data = values(stagger, axis, numeric)  # (steps + 2, N_along, width, C)
+            # the layer takes the place of the normal axis, so that the loops nest as the fields' do
+            order = (layer, along) if axis == 0 else (along, layer)
+            shape = (width, self.grid.shape[1]) if axis == 0 else (self.grid.shape[0], width)
             for c, target in enumerate(fields):
-                g = Function(name=f"e_{edge}_{stagger[0]}{stagger[1]}_{c}", dimensions=(time_dim, along, layer),
-                             shape=(steps + 2, self.grid.shape[1 - axis], width), dtype=np.float32)
-                g.data[:] = data[..., c]
-                eqs = [Eq(self.at(target, axis, r), g[time_dim + 1, along, k]) for k, r in enumerate(rows)]
-                (bc_v if stagger in ((1, 0), (0, 1)) else bc_tau).extend(eqs)
+                g = Function(name=f"e_{edge}_{stagger[0]}{stagger[1]}_{c}", dimensions=(time_dim, *order),
+                             shape=(steps + 2, *shape), dtype=np.float32)
+                g.data[:] = data[..., c] if axis == 1 else data[..., c].transpose(0, 2, 1)
+                eq = Eq(self.at(target, axis, self.outside(edge, staggered, layer)[0]), g[(time_dim + 1, *order)])
+                (bc_v if stagger in ((1, 0), (0, 1)) else bc_tau).append(eq)
         return bc_v, bc_tau
 
-    def _set(self, f, axis: int, index, value):
-        from devito import Eq
 
-        return Eq(self.at(f, axis, index), value)
+def mirror_rows(space_order: int) -> int:
+    """Rows mirrored outside a fixed or free edge: as far as the stencils reach, and 2 for the output's cubics."""
+    return max(space_order // 2, 2)
+
+
+def keep_mask(problem, lay, stagger: tuple[int, int]) -> np.ndarray:
+    """1 at a field's points (``lay`` a ``devito_solver._Layout``), 0 strictly outside free edges: nothing there is
+    used, so it is kept at rest."""
+    pts, keep = lay.points(stagger), np.ones(lay.shape)
+    bounds = (problem.domain.x, problem.domain.y)
+    for edge, (axis, side) in AXIS.items():
+        if getattr(problem.boundaries, edge) == "free":
+            keep[side * (pts[..., axis] - bounds[axis][0 if side < 0 else 1]) > 1e-6 * lay.h[axis]] = 0.0
+    return keep
+
+
+def pml(problem, lay, settings, stagger: tuple[int, int], axis: int, dt: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """C-PML coefficients ``a, b`` ``(NX, NY)`` of derivatives along ``axis`` at a field's points, or ``None``
+    without an absorbing edge across that axis (Komatitsch & Martin 2007, kappa = 1): d = d0 r^2 with r the depth
+    into the layer over its width L and d0 = 3 vp_max ln(1/R) / (2 L); alpha = pi f_peak (1 - r) inside the layer;
+    b = exp(-(d + alpha) dt), a = d (b - 1) / (d + alpha)."""
+    pts, depth = lay.points(stagger)[..., axis], np.zeros(lay.shape)
+    width = settings.absorbing_cells * lay.h[axis]
+    sides = [side for e, (ax, side) in AXIS.items() if ax == axis and getattr(problem.boundaries, e) == "absorbing"]
+    if not sides:
+        return None
+    for side in sides:
+        edge_at = (problem.domain.x, problem.domain.y)[axis][0 if side < 0 else 1]
+        depth = np.maximum(depth, np.clip(side * (pts - edge_at) / width, 0.0, 1.0))
+    d = 3 * lay.vp_max * math.log(1 / PML_R) / (2 * width) * depth**2
+    f_peak = float(problem.max_frequency()) / 2.5 if problem.sources else 0.0  # a Ricker's peak is f_max / 2.5
+    alpha = np.where(depth > 0, math.pi * max(f_peak, 0.0) * (1 - depth), 0.0)
+    b = np.exp(-(d + alpha) * dt)
+    return np.where(d > 0, d * (b - 1) / np.maximum(d + alpha, 1e-30), 0.0), b

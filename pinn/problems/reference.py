@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-SOLVER_VERSION = 1  # bump when the scheme changes, so that cached references are recomputed
+SOLVER_VERSION = 2  # bump when the scheme changes, so that cached references are recomputed
 _RECOMPUTE = "delete it and recompute it with `pinn reference -c CONFIG`"
 
 
@@ -61,7 +61,7 @@ class ReferenceSettings:
         courant: ``dt = courant * h / vp_max`` at most (then reduced so that the output times fall on steps); must
             stay below the stability limit of the scheme, 1 / (sqrt(2) sum|c_j|): 0.707 for order 2, 0.550 for 8,
             0.516 for 16.
-        absorbing_cells: Width (cells) of the sponge layer added outside each absorbing edge.
+        absorbing_cells: Width (cells) of the perfectly matched layer (C-PML) added outside each absorbing edge.
         output_times: Number of snapshots, evenly spaced over the domain's time interval, ends included.
         cache_dir: Folder of the cached references, relative to the working directory.
     """

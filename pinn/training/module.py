@@ -67,6 +67,8 @@ class ElasticPINN(L.LightningModule):
         width: Units per hidden layer of the MLP.
         depth: Hidden layers of the MLP.
         activation: ``tanh`` or ``sin``.
+        input_scale: Factor on the inputs normalised to [-1, 1], a first-layer frequency like SIREN's omega_0
+            (Sitzmann et al. 2020); > 1 for problems several wavelengths across.
         loss_weights: Weight of each loss term.
         optimizer: Optimizer factory; ``PersistentAdam`` by default, any ``torch.optim`` class in YAML.
         scheduler: Optional learning-rate scheduler factory, stepped every training step.
@@ -83,6 +85,7 @@ class ElasticPINN(L.LightningModule):
         width: int = 64,
         depth: int = 4,
         activation: Activation = "tanh",
+        input_scale: float = 1.0,
         loss_weights: LossWeights | None = None,
         optimizer: OptimizerCallable = PersistentAdam,
         scheduler: LRSchedulerCallable | None = None,
@@ -95,7 +98,7 @@ class ElasticPINN(L.LightningModule):
         self.problem = problem or PlaneWaves([Wave()])
         self.scales = self.problem.scales
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
-                       output_scale=self.scales.displacement)
+                       input_scale=input_scale, output_scale=self.scales.displacement)
         self.weights = LossWeights(**loss_weights) if isinstance(loss_weights, dict) else loss_weights or LossWeights()
         self.hparams["loss_weights"] = asdict(self.weights)  # plain data, so checkpoints load with weights_only
         self.optimizer_factory = optimizer
