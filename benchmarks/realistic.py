@@ -82,6 +82,23 @@ def plane_wave_check(spacings: tuple[float, ...]) -> list[dict]:
     return rows
 
 
+def smoothing_cost(name: str, widths: tuple[float, ...]) -> list[tuple[float, float]]:
+    """What smoothing the interfaces costs: the reference of the config's medium smoothed over each width, against
+    the reference with sharp interfaces (width 0), relative L2 over the whole space-time grid."""
+    common = ["-c", str(ROOT / "configs" / f"{name}.yaml")]
+    sharp = None
+    rows = []
+    for w in (0.0, *widths):
+        problem = cli_main([*common, "--data.problem.init_args.medium.init_args.smoothing", str(w)],
+                           run=False).datamodule.problem
+        ref = load_or_solve(problem, log=lambda _: None).displacement
+        if sharp is None:
+            sharp = ref
+        else:
+            rows.append((w, float(((ref - sharp) ** 2).sum() ** 0.5 / (sharp**2).sum() ** 0.5)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
@@ -102,6 +119,13 @@ def main() -> None:
         print("| t (s) | " + " | ".join(f"{t:.3g}" for t, _ in r["slices"][:-1]) + " |")
         print("|---|" + "---:|" * (len(r["slices"]) - 1))
         print("| rel. L2 | " + " | ".join(f"{e:.3f}" for _, e in r["slices"][:-1]) + " |")
+    for name, widths in (("layered_source", (2.0, 4.0, 8.0, 16.0)), ("inclusion", (0.0002, 0.0004, 0.0008, 0.0016))):
+        if name in ns.configs:
+            print(f"\n{name}: the reference with interfaces smoothed over w, against sharp interfaces (relative L2)")
+            print("| w (m) | rel. L2 vs sharp |")
+            print("|---:|---:|")
+            for w, err in smoothing_cost(name, widths):
+                print(f"| {w:g} | {err:.3e} |")
     if not ns.skip_plane_wave:
         print("\nDevito reference against the closed form: P + S plane waves (100 m wavelength), 200 m x 200 m, 0.05 s")
         print("| h (m) | rel. L2 at t = 0.05 s | order | wall (s) |")

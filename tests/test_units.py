@@ -9,6 +9,7 @@ import torch
 from pinn.physics.media import Layered, Properties
 from pinn.physics.sources import Explosion, PointForce, Ricker
 from pinn.problems import Boundaries, Domain, WaveProblem
+from pinn.problems.reference import ReferenceSettings
 from pinn.training.module import ElasticPINN
 
 # metres, seconds, kilograms -> kilometres, milliseconds, kilograms
@@ -16,7 +17,7 @@ KM, MS = 1e-3, 1e3
 SPEED, DENSITY, PRESSURE, LINE_FORCE, MOMENT = KM / MS, KM**-3, 1 / (KM * MS**2), 1 / MS**2, KM / MS**2
 
 
-def _problem(length: float = 1.0, time: float = 1.0, speed: float = 1.0, density: float = 1.0,
+def _problem(cache: str, length: float = 1.0, time: float = 1.0, speed: float = 1.0, density: float = 1.0,
              pressure: float = 1.0, line_force: float = 1.0, moment: float = 1.0) -> WaveProblem:
     """A two-layer problem with a force and an explosion, free top and absorbing sides, in the given units."""
     top = Properties(vp=1800.0 * speed, vs=900.0 * speed, rho=1900.0 * density)
@@ -28,6 +29,9 @@ def _problem(length: float = 1.0, time: float = 1.0, speed: float = 1.0, density
                             Ricker(25.0 / time, 0.04 * time)),
                  Explosion((200.0 * length, 60.0 * length), 3e6 * moment, 8.0 * length, Ricker(20.0 / time))],
         boundaries=Boundaries(bottom="absorbing", right="absorbing", top="free", left="fixed"),
+        # a coarse reference: it only sets the displacement scale U here (its largest displacement)
+        reference=ReferenceSettings(spacing=10.0 * length, space_order=4, absorbing_cells=8, output_times=5,
+                                    cache_dir=cache),
     )
 
 
@@ -48,23 +52,25 @@ def _train(problem: WaveProblem, unit: dict[str, torch.Tensor], steps: int = 5) 
     return model, losses
 
 
-def test_metres_and_kilometres_train_the_same_network(float64):
+def test_metres_and_kilometres_train_the_same_network(float64, tmp_path, one_thread):
     g = torch.Generator().manual_seed(3)
     unit = {"interior": torch.rand(256, 3, generator=g), "boundary": torch.rand(128, 2, generator=g),
             "initial": torch.rand(64, 2, generator=g)}
-    si = _problem()
-    km = _problem(KM, MS, SPEED, DENSITY, PRESSURE, LINE_FORCE, MOMENT)
+    si = _problem(str(tmp_path))
+    km = _problem(str(tmp_path), KM, MS, SPEED, DENSITY, PRESSURE, LINE_FORCE, MOMENT)
     assert km.scales.length == pytest.approx(si.scales.length * KM)
-    assert km.scales.displacement == pytest.approx(si.scales.displacement * KM)
+    assert km.scales.time == pytest.approx(si.scales.time * MS)
+    # U is the reference's largest displacement: the two Devito runs (float32) agree to rounding
+    assert km.scales.displacement == pytest.approx(si.scales.displacement * KM, rel=1e-5)
     model_si, losses_si = _train(si, copy.deepcopy(unit))
     model_km, losses_km = _train(km, copy.deepcopy(unit))
     assert losses_si[0] > 1e-3 and losses_si[-1] != losses_si[0]  # the loss is O(1) and moves
-    assert losses_km == pytest.approx(losses_si, rel=1e-7)  # unit conversions round at ~1e-16
+    assert losses_km == pytest.approx(losses_si, rel=1e-4)  # as close as the two U
     for (name, a), b in zip(model_si.net.named_parameters(), model_km.net.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-7, msg=name)  # observed 7e-9
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)
     # the outputs are the same field in the two unit systems
     xyt = si.domain.from_unit(unit["interior"][:16])
     km_xyt = xyt * torch.tensor([KM, KM, MS])
     expected = model_si(xyt) * KM
-    torch.testing.assert_close(model_km(km_xyt), expected, rtol=0, atol=1e-7 * float(expected.abs().max()))
+    torch.testing.assert_close(model_km(km_xyt), expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from pinn.networks.derivatives import Fields
 from pinn.physics.elasticity import Material, traction
 from pinn.physics.media import Homogeneous, Medium, MediumValues
-from pinn.physics.sources import Explosion, PointForce, Source
+from pinn.physics.sources import Source
 from pinn.physics.units import Scales
 from pinn.problems.domain import EDGES, Domain
 from pinn.problems.receivers import Receivers
@@ -168,23 +168,6 @@ class Problem:
         return traction(f, self.material_at(xyt[:, :2]), normal)
 
 
-def estimate_displacement(sources: list[Source], rho: float, vp: float, vs: float) -> float:
-    r"""Order of magnitude (m) of the displacement the sources radiate, the scale U of the network's output.
-
-    A line force F (N/m) in plane strain loads the medium like a stress :math:`F k_s` over a wavelength, giving
-    :math:`U \sim F / (2\pi\rho c_s^2)`; an explosion of moment :math:`M_0` (N m/m) gives
-    :math:`U \sim M_0 k_p / (2\pi\rho c_p^2)` with :math:`k_p = 2\pi f_{max} / c_p`. Only the order of magnitude
-    matters (the loss is normalised by the same U); ``scales.displacement`` overrides it.
-    """
-    total = 0.0
-    for s in sources:
-        if isinstance(s, PointForce):
-            total += abs(s.amplitude) / (2 * math.pi * rho * vs**2)
-        elif isinstance(s, Explosion):
-            total += abs(s.moment) * s.wavelet.max_frequency() / (rho * vp**3)
-    return total or 1.0
-
-
 class WaveProblem(Problem):
     """An elastic-wave problem in SI units without a closed form: a medium, sources, a condition per edge, an
     initial state, receivers, and a Devito finite-difference solution as truth (computed once and cached, see
@@ -202,8 +185,9 @@ class WaveProblem(Problem):
         rest_time: With ``snapshot``: the time (s) at which the medium is at rest and the sources' clock starts.
         receivers: Where seismograms are recorded (``pinn predict`` writes them).
         reference: Grid and cache of the finite-difference reference.
-        displacement_scale: Characteristic displacement U (m) of the network's output; ``None`` estimates it from
-            the sources (:func:`estimate_displacement`).
+        displacement_scale: Characteristic displacement U (m) of the network's output; ``None`` takes the largest
+            displacement of the reference solution (computed first if it is not cached), so that the network's
+            output is O(1).
     """
 
     has_exact = False
@@ -224,12 +208,10 @@ class WaveProblem(Problem):
         self._reference = None  # the solution, once loaded
         self._check(rest_time)
         self.rest_time = float(rest_time) if initial == "snapshot" else self.domain.t[0]
-        ext = self.medium.extremes(self.domain, 41)
-        length = max(self.domain.x[1] - self.domain.x[0], self.domain.y[1] - self.domain.y[0])
-        if displacement_scale is None:
-            # the softest material moves most: its values give the largest displacement
-            displacement_scale = estimate_displacement(self.sources, ext["rho_min"], ext["vp_min"], ext["vs_min"])
-        self._scales = Scales(length, length / ext["vp_max"], float(displacement_scale), ext["rho_max"])
+        if displacement_scale is not None and not (math.isfinite(displacement_scale) and displacement_scale > 0):
+            raise ValueError(f"displacement_scale={displacement_scale} must be a displacement > 0 (m) or null.")
+        self._displacement_scale = displacement_scale
+        self._scales: Scales | None = None
 
     def _check(self, rest_time: float) -> None:
         self.medium.check(self.domain)
@@ -249,6 +231,15 @@ class WaveProblem(Problem):
 
     @property
     def scales(self) -> Scales:
+        """L = the larger side of the domain, T = L / vp_max, R = rho_max, U = ``displacement_scale`` or the largest
+        displacement of the reference solution (see :mod:`pinn.physics.units`)."""
+        if self._scales is None:
+            ext = self.medium.extremes(self.domain, 41)
+            length = max(self.domain.x[1] - self.domain.x[0], self.domain.y[1] - self.domain.y[0])
+            u = self._displacement_scale
+            if u is None:
+                u = float(abs(self.solution().displacement).max()) or 1.0
+            self._scales = Scales(length, length / ext["vp_max"], float(u), ext["rho_max"])
         return self._scales
 
     @property

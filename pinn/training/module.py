@@ -17,6 +17,7 @@ from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import absorbing_residual, residual, traction
 from pinn.physics.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.training.causal import Causal
 from pinn.training.compiled import CompiledLoss
 from pinn.training.metrics import RelativeL2
 
@@ -75,6 +76,9 @@ class ElasticPINN(L.LightningModule):
         engine: Derivative engine: ``auto`` (fastest that applies), ``autograd`` or ``taylor``.
         compile: Compile the training loss (forward and backward) with ``torch.compile``; where it cannot
             compile, training goes on uncompiled after a warning that says why.
+        causal: Causal weighting of the PDE residual over time slices (Wang, Sankaran & Perdikaris 2022); ``None``
+            weights all times equally. ``train/loss_pde`` is then the weighted loss, and ``causal/weight_min`` the
+            weight of the last slice (1 once every slice fits).
         unknowns: Material parameters to recover (inverse problem) with their initial guesses and learning rate;
             ``None`` keeps the problem's material fixed (forward problem).
     """
@@ -92,6 +96,7 @@ class ElasticPINN(L.LightningModule):
         engine: Engine = "auto",
         compile: bool = False,
         unknowns: Unknowns | None = None,
+        causal: Causal | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
@@ -108,6 +113,9 @@ class ElasticPINN(L.LightningModule):
         self._compiled_loss: CompiledLoss | None = None
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
+        self.causal = Causal(**causal) if isinstance(causal, dict) else causal
+        self.hparams["causal"] = None if causal is None else asdict(self.causal)  # plain data, as below
+        self.causal_weights: Tensor | None = None  # of the last step, for logging
         self.unknowns = Unknowns(**unknowns) if isinstance(unknowns, dict) else unknowns
         self.hparams["unknowns"] = None if unknowns is None else asdict(self.unknowns)  # plain data, as above
         self.trainable_material = None
@@ -175,8 +183,13 @@ class ElasticPINN(L.LightningModule):
         interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
         r = self.pde_residual(interior)  # (N, 2)
         f_ic = self.fields(initial, "velocity")
+        squared = (r**2).sum(-1)  # (N,)
+        if self.causal is None:
+            pde = squared.mean() / s.force_density**2
+        else:
+            pde, self.causal_weights = self.causal.loss(interior[:, 2], squared / s.force_density**2, p.domain.t)
         terms = {
-            "pde": (r**2).sum(-1).mean() / s.force_density**2,
+            "pde": pde,
             "bc": self.boundary_loss(boundary),
             "ic_disp": _mse(f_ic.displacement, p.initial_displacement(initial)) / s.displacement**2,
             "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)) / s.velocity**2,
@@ -206,6 +219,8 @@ class ElasticPINN(L.LightningModule):
         self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        if self.causal_weights is not None:
+            self.log("causal/weight_min", self.causal_weights.min(), on_step=True, on_epoch=False)
         if self.trainable_material is not None:
             # tensors, not floats: converting to a float every step would make a GPU synchronise every step
             material = {f"material/{k}": getattr(self.trainable_material, k).detach() for k in NAMES}
