@@ -58,6 +58,19 @@ def test_taylor_matches_autograd(seed, dtype, tol, activation):
         assert_same_fields(taylor_fields(net, xyt, order), autograd_fields(net, xyt, order), tol)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sin"])
+def test_taylor_matches_autograd_with_input_and_output_scales(activation):
+    """The first-layer input scale and the SI output scale U (pinn.physics.units) pass through the Taylor engine."""
+    torch.manual_seed(0)
+    net = MLP(LOWER, UPPER, 16, 3, activation, input_scale=3.0, output_scale=2.5e-5).double()
+    xyt = points(64, torch.float64)
+    for order in ORDERS:
+        assert_same_fields(taylor_fields(net, xyt, order), autograd_fields(net, xyt, order), 1e-10)
+    unscaled = MLP(LOWER, UPPER, 16, 3, activation, input_scale=3.0).double()
+    unscaled.load_state_dict(net.state_dict())
+    torch.testing.assert_close(net(xyt), 2.5e-5 * unscaled(xyt))
+
+
 def test_orders_compute_only_what_they_need():
     net, xyt = random_net(0, "tanh", torch.float64), points(8, torch.float64)
     computed = {order: {n for n in NAMES if getattr(taylor_fields(net, xyt, order), n) is not None} for order in ORDERS}

@@ -27,7 +27,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pinn.cli import cli_main
 from pinn.io.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
 from pinn.physics.material import Unknowns
+from pinn.physics.media import Layered, Properties
+from pinn.physics.sources import PointForce, Ricker
+from pinn.problems import Boundaries, Domain, Problem, WaveProblem
 from pinn.problems.closed_form import PlaneWaves, Wave
+from pinn.problems.reference import ReferenceSettings
+from pinn.training.causal import Causal
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 from pinn.training.observations import SyntheticObservations
@@ -49,6 +54,17 @@ class Case:
     trainer: dict = field(default_factory=dict)
     callbacks: Callable[[], list[Callback]] = list
     plugins: Callable[[], list] = lambda: [VerifiedCheckpointIO()]
+    problem: Callable[[Path], Problem] = lambda cache: PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
+
+
+def _wave_problem(cache: Path) -> WaveProblem:
+    """A source in two layers under a free surface, from a snapshot of its (tiny, cached) Devito reference."""
+    layers = [Properties(vp=1500.0, vs=800.0, rho=1800.0), Properties(vp=2500.0, vs=1400.0, rho=2100.0)]
+    source = PointForce((100.0, 150.0), 1e6, (0.0, -1.0), 12.0, Ricker(8.0, 0.04))
+    return WaveProblem(Domain((0.0, 200.0), (0.0, 200.0), (0.06, 0.1)), Layered(layers, [100.0], 10.0), [source],
+                       Boundaries("absorbing", "absorbing", "free", "fixed"), "snapshot", 0.0,
+                       reference=ReferenceSettings(spacing=10.0, space_order=4, absorbing_cells=8, output_times=5,
+                                                   cache_dir=str(cache)))
 
 
 CASES = {
@@ -69,6 +85,8 @@ CASES = {
     # trainable material in its own param group, noisy sensor data: the material and its Adam state come back
     "inverse": Case(data={"batch_size": 16, "observations": SyntheticObservations(n_sensors=6, n_times=3, noise=0.01)},
                     model={"unknowns": Unknowns(lam=2.0, mu=2.0, lr=0.05)}),
+    # no closed form: a medium, a source, free and absorbing edges, the initial state and truth from the reference
+    "wave-problem": Case(data={"batch_size": 16}, model={"causal": Causal(slices=4, epsilon=1.0)}, problem=_wave_problem),
 }
 
 
@@ -130,7 +148,7 @@ STOPS = {
 def train(case: Case, root: Path, max_steps: int, every: int = 0, extra: list[Callback] = (), ckpt_path=None):
     """One run of ``case`` writing checkpoints under ``root``; returns its :class:`Recorder`."""
     L.seed_everything(0, verbose=False)
-    problem = PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
+    problem = case.problem(root.parent / "references")  # one reference cache for all runs of a session
     data = dict(n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=STEPS_PER_EPOCH, val_grid=(4, 4, 3))
     dm = ElasticDataModule(problem, **{**data, **case.data})
     model = ElasticPINN(problem, **{"width": 8, "depth": 2, **case.model})
