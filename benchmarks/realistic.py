@@ -109,7 +109,8 @@ def main() -> None:
     sys.argv = sys.argv[:1]  # the runs take their arguments from fit(), not from this script's command line
     rows = [fit(name, ns.max_steps, ns.save_dir) for name in ns.configs]
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print("| config | steps | val/rel_l2 vs Devito | fit wall (min) | fit CPU (min) | reference grid | reference wall (s) |")
+    print("| config | steps | val/rel_l2 vs Devito | fit wall (min) | fit CPU (min) | reference grid "
+          "| reference wall (s) |")
     print("|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
         print(f"| {r['name']} | {r['steps']} | {r['slices'][-1][1]:.3e} | {r['wall_s'] / 60:.1f} | "

@@ -9,7 +9,8 @@ import torch
 
 from pinn.networks.derivatives import autograd_fields
 from pinn.physics.elasticity import residual
-from pinn.physics.media import GridMedium, Homogeneous, Inclusion, Layered, MediumValues, Properties
+from pinn.physics.grid import GridMedium
+from pinn.physics.media import Homogeneous, Inclusion, Layered, MediumValues, Properties
 from pinn.physics.sources import Explosion, FileWavelet, PointForce, Ricker
 from pinn.problems import Domain, HeterogeneousManufactured
 

@@ -70,7 +70,8 @@ def _with(path: str, value):
 def _bad_wavelet(tmp_path: Path) -> dict:
     (tmp_path / "wavelet.csv").write_text("t,w\n0.0,0.0\n0.01,abc\n")
     return _with(("sources", 0, "init_args", "wavelet"),
-                 {"class_path": "pinn.physics.sources.FileWavelet", "init_args": {"path": str(tmp_path / "wavelet.csv")}})
+                 {"class_path": "pinn.physics.sources.FileWavelet",
+                  "init_args": {"path": str(tmp_path / "wavelet.csv")}})
 
 
 def _grid(tmp_path: Path, covers: bool = True, nan: bool = False) -> dict:
@@ -79,7 +80,7 @@ def _grid(tmp_path: Path, covers: bool = True, nan: bool = False) -> dict:
     if nan:
         vp[4, 5] = np.nan
     np.savez(tmp_path / "model.npz", x=x, y=np.linspace(0.0, 200.0, 11), vp=vp, vs=vp / 2, rho=np.full((11, 11), 2e3))
-    return _with(("medium",), {"class_path": "pinn.physics.media.GridMedium",
+    return _with(("medium",), {"class_path": "pinn.physics.grid.GridMedium",
                                "init_args": {"path": str(tmp_path / "model.npz")}})
 
 

@@ -86,7 +86,8 @@ CASES = {
     "inverse": Case(data={"batch_size": 16, "observations": SyntheticObservations(n_sensors=6, n_times=3, noise=0.01)},
                     model={"unknowns": Unknowns(lam=2.0, mu=2.0, lr=0.05)}),
     # no closed form: a medium, a source, free and absorbing edges, the initial state and truth from the reference
-    "wave-problem": Case(data={"batch_size": 16}, model={"causal": Causal(slices=4, epsilon=1.0)}, problem=_wave_problem),
+    "wave-problem": Case(data={"batch_size": 16}, model={"causal": Causal(slices=4, epsilon=1.0)},
+                         problem=_wave_problem),
 }
 
 

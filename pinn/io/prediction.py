@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from pinn.io.seismograms import write_seismograms
 from pinn.io.figures import field_figure, magnitude_frames, relative_l2, save_gif, snapshot_figure
+from pinn.io.seismograms import write_seismograms
 
 
 def grid_arrays(xyt: np.ndarray, disp: np.ndarray) -> dict[str, np.ndarray]:

@@ -139,7 +139,8 @@ def absorbing_residual(fields: Fields, material: MaterialLike, normal: Tensor) -
     r"""First-order absorbing condition (Lysmer & Kuhlemeyer 1969; Clayton & Engquist 1977), ``(N, 2)``:
 
     .. math::
-        \sigma n + \rho\left(c_p (\dot{\mathbf u}\cdot n)\, n + c_s (\dot{\mathbf u} - (\dot{\mathbf u}\cdot n)\, n)\right) = 0
+        \sigma n + \rho\left(c_p (\dot{\mathbf u}\cdot n)\, n
+            + c_s (\dot{\mathbf u} - (\dot{\mathbf u}\cdot n)\, n)\right) = 0
 
     a dashpot that absorbs P and S waves arriving along the normal exactly and oblique ones in part.
 

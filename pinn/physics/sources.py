@@ -109,7 +109,8 @@ def _read_wavelet(path: Path) -> tuple[np.ndarray, np.ndarray]:
                                  else f"wavelet path={path}: holds no samples.")
             t, w = np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
     except FileNotFoundError:
-        raise FileNotFoundError(f"wavelet path={path}: no such file; give a .npz (t, w) or a two-column text file.") from None
+        raise FileNotFoundError(f"wavelet path={path}: no such file; give a .npz (t, w) or a two-column text "
+                                "file.") from None
     except (OSError, EOFError, KeyError) as err:
         raise ValueError(f"wavelet path={path}: not readable ({err}).") from None
     if t.ndim != 1 or t.shape != w.shape or len(t) < 2:

@@ -193,7 +193,8 @@ class HeterogeneousManufactured(Manufactured):
             lam, mu, rho = self.medium_model.properties(xyt[:, :2])
             eps = 0.5 * (g + g.transpose(1, 2))
             trace = eps[:, 0, 0] + eps[:, 1, 1]
-            sigma = lam[:, None, None] * trace[:, None, None] * torch.eye(2, dtype=xyt.dtype) + 2 * mu[:, None, None] * eps
+            eye = torch.eye(2, dtype=xyt.dtype)
+            sigma = lam[:, None, None] * trace[:, None, None] * eye + 2 * mu[:, None, None] * eps
             div = torch.stack([  # d sigma_ij / d x_j
                 sum(torch.autograd.grad(sigma[:, i, j].sum(), xyt, retain_graph=True)[0][:, j] for j in range(2))
                 for i in range(2)], dim=-1)  # (N, 2)

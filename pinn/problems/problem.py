@@ -57,7 +57,8 @@ class Boundaries:
     def __post_init__(self) -> None:
         for edge in EDGES:
             if getattr(self, edge) not in KINDS:
-                raise ValueError(f"boundaries.{edge}={getattr(self, edge)!r} is not a boundary kind; use one of {KINDS}.")
+                raise ValueError(f"boundaries.{edge}={getattr(self, edge)!r} is not a boundary kind; "
+                                 f"use one of {KINDS}.")
 
     def kinds(self) -> tuple[str, ...]:
         """The kinds in the order of :data:`~pinn.problems.domain.EDGES`."""
