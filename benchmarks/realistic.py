@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pinn.cli import cli_main  # noqa: E402
+from pinn.io.figures import relative_l2  # noqa: E402
 from pinn.physics.elasticity import Material  # noqa: E402
 from pinn.problems import Domain, PlaneWaves, Wave  # noqa: E402
 from pinn.problems.reference import ReferenceSettings, load_or_solve, solve  # noqa: E402
@@ -57,12 +58,11 @@ def slice_errors(cli) -> list[tuple[float, float]]:
     model, dm = cli.model.eval(), cli.datamodule
     grid = dm.grid().to(model.device, model.dtype)  # (nt*ny*nx, 3), t slowest
     nt = dm.val_grid[2]
-    pred = model(grid).double().reshape(nt, -1, 2)
-    truth = dm.problem.truth(grid).double().reshape(nt, -1, 2)
-    err2, ref2 = ((pred - truth) ** 2).sum((1, 2)), (truth**2).sum((1, 2))
+    pred = model(grid).double().reshape(nt, -1, 2).cpu().numpy()
+    truth = dm.problem.truth(grid).double().reshape(nt, -1, 2).cpu().numpy()
     times = grid.reshape(nt, -1, 3)[:, 0, 2].tolist()
-    rows = [(t, float((e / r).sqrt())) for t, e, r in zip(times, err2, ref2)]
-    return rows + [(math.nan, float((err2.sum() / ref2.sum()).sqrt()))]
+    rows = [(t, relative_l2(p, r)["rel_l2"]) for t, p, r in zip(times, pred, truth)]
+    return rows + [(math.nan, relative_l2(pred, truth)["rel_l2"])]
 
 
 def plane_wave_check(spacings: tuple[float, ...]) -> list[dict]:

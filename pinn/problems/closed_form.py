@@ -13,7 +13,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pinn.physics.elasticity import Material
+from pinn.networks.derivatives import Fields
+from pinn.physics.elasticity import Material, stress
 from pinn.physics.media import Medium, MediumValues
 from pinn.problems.domain import Domain
 from pinn.problems.problem import Problem
@@ -177,24 +178,19 @@ class HeterogeneousManufactured(Manufactured):
         super().__init__(amplitude, kx, ky, omega, domain, Material())
         if medium is None:
             raise ValueError("HeterogeneousManufactured needs a medium.")
-        self.medium_model = medium
-
-    @property
-    def medium(self) -> Medium:
-        return self.medium_model
+        self.medium = medium
 
     def material_at(self, xy: Tensor) -> MediumValues:
-        return self.medium_model.values(xy)
+        return self.medium.values(xy)
 
     def body_force(self, xyt: Tensor) -> Tensor:
         with torch.enable_grad():
             xyt = xyt.detach().requires_grad_(True)
             g = self.gradient(xyt)  # (N, 2, 2)
-            lam, mu, rho = self.medium_model.properties(xyt[:, :2])
-            eps = 0.5 * (g + g.transpose(1, 2))
-            trace = eps[:, 0, 0] + eps[:, 1, 1]
-            eye = torch.eye(2, dtype=xyt.dtype)
-            sigma = lam[:, None, None] * trace[:, None, None] * eye + 2 * mu[:, None, None] * eps
+            lam, mu, rho = self.medium.properties(xyt[:, :2])
+            zero = xyt[:, 0] * 0
+            grad_u = Fields(zero, zero, u_x=g[:, 0, 0], u_y=g[:, 0, 1], v_x=g[:, 1, 0], v_y=g[:, 1, 1])
+            sigma = stress(grad_u, MediumValues(lam, mu, rho))  # (N, 2, 2), the constitutive law only
             div = torch.stack([  # d sigma_ij / d x_j
                 sum(torch.autograd.grad(sigma[:, i, j].sum(), xyt, retain_graph=True)[0][:, j] for j in range(2))
                 for i in range(2)], dim=-1)  # (N, 2)

@@ -85,7 +85,3 @@ class Domain:
         x, y = xyt[:, 0], xyt[:, 1]
         gaps = torch.stack([y - self.y[0], self.x[1] - x, self.y[1] - y, x - self.x[0]], dim=-1)  # (N, 4)
         return gaps.argmin(dim=-1)
-
-    def contains(self, xy: tuple[float, float]) -> bool:
-        """Whether the point ``(x, y)`` lies in the closed spatial box."""
-        return self.x[0] <= xy[0] <= self.x[1] and self.y[0] <= xy[1] <= self.y[1]

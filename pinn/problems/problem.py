@@ -91,6 +91,9 @@ class Problem:
     def __init__(self, domain: Domain | None = None, material: Material | None = None) -> None:
         self.domain = domain or Domain()
         self.material = material or Material()
+        m = self.material
+        self.medium: Medium = Homogeneous(lam=m.lam, mu=m.mu, rho=m.rho)  # what the reference solver reads
+        self.rest_time = self.domain.t[0]  # a reference simulation starts from the exact state here
 
     has_exact: bool = True
     sources: tuple[Source, ...] = ()
@@ -103,17 +106,6 @@ class Problem:
     def scales(self) -> Scales:
         """Characteristic scales (:mod:`pinn.physics.units`); 1 for problems posed without units."""
         return Scales()
-
-    @property
-    def rest_time(self) -> float:
-        """Time at which a reference simulation starts (from the exact state for closed-form problems)."""
-        return self.domain.t[0]
-
-    @property
-    def medium(self) -> Medium:
-        """The material as a :class:`~pinn.physics.media.Medium`."""
-        m = self.material
-        return Homogeneous(lam=m.lam, mu=m.mu, rho=m.rho)
 
     def material_at(self, xy: Tensor) -> Material | MediumValues:
         """The material at points ``xy`` ``(N, 2)`` for the residual and tractions."""
@@ -192,8 +184,6 @@ class WaveProblem(Problem):
     """
 
     has_exact = False
-    medium = None  # an attribute here, not the base class's property
-    rest_time = None
 
     def __init__(self, domain: Domain | None = None, medium: Medium | None = None, sources: list[Source] | None = None,
                  boundaries: Boundaries | None = None, initial: str = "rest", rest_time: float = 0.0,
@@ -283,6 +273,3 @@ class WaveProblem(Problem):
 
     def initial_velocity(self, xyt: Tensor) -> Tensor:
         return torch.zeros_like(xyt[:, :2]) if self.initial == "rest" else self.solution().velocity_at(xyt)
-
-    def boundary_displacement(self, xyt: Tensor) -> Tensor:
-        return torch.zeros_like(xyt[:, :2])  # fixed edges are clamped

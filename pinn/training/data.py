@@ -180,14 +180,7 @@ class ElasticDataModule(L.LightningDataModule):
             return domain.initial_from_unit(sample(self.samplers[pool], n, 2, self.generator))
         raise KeyError(f"unknown pool {pool!r}; pools are {POOLS}")
 
-    def prepare_data(self) -> None:
-        # once per node, before setup: a problem without a closed form computes its reference if none is cached
-        if not self.problem.has_exact:
-            self.problem.solution()
-
     def setup(self, stage: str | None = None) -> None:
-        if not self.problem.has_exact:
-            self.problem.solution()  # every process loads the cached reference (validation, snapshot initial state)
         if not self.pools:
             self.pools = {name: self.draw(name, self.n[name]) for name in POOLS}
 

@@ -158,10 +158,9 @@ class ElasticPINN(L.LightningModule):
         if all(k == "exact" for k in kinds):  # closed-form problems: Dirichlet data everywhere
             return _mse(self.net(xyt), p.boundary_displacement(xyt)) / s.displacement**2
         edge = p.domain.edge_index(xyt)  # (N,)
-        on = {kind: torch.isin(edge, torch.tensor([i for i, k in enumerate(kinds) if k == kind], device=edge.device))
-              for kind in set(kinds)}
+        on = {kind: torch.tensor([k == kind for k in kinds], device=edge.device)[edge] for kind in set(kinds)}  # (N,)
         if not ({"free", "absorbing"} & set(kinds)):
-            f = compute_fields(self.net, xyt, "value")
+            f = self.fields(xyt, "value")
         else:
             f = self.fields(xyt, "gradient")
         disp = f.displacement  # (N, 2)
