@@ -23,6 +23,7 @@ import os
 import pickle
 import random
 import secrets
+import signal
 import struct
 import zipfile
 from argparse import Namespace
@@ -38,7 +39,10 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol, get_fil
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
+
+from pinn.io.interrupts import Interrupted, SignalLatch
 
 FORMAT_VERSION = 1
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
@@ -314,19 +318,35 @@ class RunCheckpoint(ModelCheckpoint):
     - ``last.ckpt``, rewritten every ``every_n_train_steps`` steps (mid-epoch too; after the validation when one
       is due at that step), after every validation and at the end of training, so a crash loses at most
       ``every_n_train_steps`` steps.
+
+    On SIGTERM, SIGINT (Ctrl-C) or, on SLURM, the requeue signal SIGUSR1, it writes ``last.ckpt`` at the end of
+    the current step (after its validation, when one is due) and stops the run with exit code ``128 + signal``
+    (143, 130, 138): ``--ckpt_path last`` continues it bit for bit (:mod:`pinn.io.interrupts`). With
+    ``save_on_exception``, an error writes ``exception-step=K.ckpt`` (a state in the middle of a step, for a post
+    mortem; it leaves ``last.ckpt`` alone, which stays an exact resume point).
     """
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        # Here, not earlier: Lightning installs its own SIGTERM and SLURM handlers just before training starts.
+        self._latch = getattr(self, "_latch", None) or SignalLatch()
+        self._latch.install(trainer)
+        self._stopping = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._stop_if_interrupted()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        n = self._every_n_train_steps
-        if n < 1 or trainer.global_step % n or self._should_skip_saving_checkpoint(trainer):
-            return
         # Lightning resumes a checkpoint taken just before a scheduled validation as if that validation had run;
         # so when one follows this batch, last.ckpt is written after it instead (on_validation_end). The question
         # is asked of the epoch loop itself, which decides it with the same call right after this hook.
         epoch_loop = trainer.fit_loop.epoch_loop
         if epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
             return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        n = self._every_n_train_steps
+        if n >= 1 and not trainer.global_step % n and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._save_if_interrupted(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Nothing: the ranking happens after validation, ``last.ckpt`` every n steps."""
@@ -338,10 +358,48 @@ class RunCheckpoint(ModelCheckpoint):
         if self.monitor is None or self.monitor in candidates:
             self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)  # again: it carries the updated ranking
+        self._save_if_interrupted(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._latch.uninstall()
+        self._stop_if_interrupted()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if getattr(self, "_latch", None) is not None:
+            self._latch.uninstall()
+        if isinstance(exception, Interrupted) or not self._should_save_on_exception(trainer):
+            return
+        # Not last.ckpt, nor a name with a score: the state is the one the error left, possibly mid-step.
+        self._save_checkpoint(trainer, str(Path(self.dirpath, f"exception-step={trainer.global_step}.ckpt")))
+
+    def _save_if_interrupted(self, trainer) -> None:
+        """At a safe point: when a signal came (on any process), write last.ckpt here and stop at the next hook.
+
+        The run stops at the next batch start (or the end of training), not here, so that Lightning still logs
+        this step's metrics; nothing that runs in between changes the state the checkpoint holds."""
+        if self._stopping or not self._latch.pending(trainer):
+            return
+        # (a smoke test, fast_dev_run, writes no checkpoints)
+        unsaved = self._last_global_step_saved != trainer.global_step or not self.save_last
+        if unsaved and not trainer.fast_dev_run:
+            candidates = self._monitor_candidates(trainer)
+            if self.save_last:
+                self._save_last_checkpoint(trainer, candidates)
+            else:  # an interrupted run always leaves its resume point
+                self._save_checkpoint(trainer, self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST))
+        self._stopping = True
+        name = signal.Signals(self._latch.code_signal).name
+        rank_zero_info(f"{name}: saved {Path(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)} at "
+                       f"step {trainer.global_step}; continue with --ckpt_path last")
+        self._latch.requeue()  # on SLURM, after SIGUSR1: Lightning's hpc checkpoint and `scontrol requeue`
+
+    def _stop_if_interrupted(self) -> None:
+        if getattr(self, "_stopping", False):
+            self._stopping = False
+            self._latch.uninstall()
+            raise Interrupted(self._latch.code_signal)
 
 
 class SaveConfigToCheckpoint(SaveConfigCallback):
