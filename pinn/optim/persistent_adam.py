@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from pinn.optim.state import FORMAT_VERSION, check_hyperparameters, clean_state_dict
+from pinn.optim.state import FORMAT_VERSION, check_group, check_hyperparameters, clean_state_dict
 
 __all__ = ["FORMAT_VERSION", "PersistentAdam", "StatelessAdam", "persistent_adam"]
 
@@ -77,17 +77,33 @@ class PersistentAdam(Optimizer):
             for key in OPTIONS:
                 group.setdefault(key, self.defaults[key])
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group after checking its options (``fused``, ``capturable`` and ``differentiable`` select torch
+        kernels that PersistentAdam does not have: switched on, they are refused rather than ignored)."""
+        options = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        check_group(options, f"parameter group {len(self.param_groups)}")
+        super().add_param_group(param_group)
+
+    def _check_step(self) -> None:
+        """Everything a step could fail on, checked before it changes anything: a failed step leaves the
+        parameters and the state as they were (groups can be edited between steps, as schedulers do)."""
+        for g, group in enumerate(self.param_groups):
+            check_group(group, f"parameter group {g}")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("PersistentAdam does not support sparse gradients; use torch.optim.SparseAdam.")
+                if not p.is_floating_point():
+                    raise TypeError(f"PersistentAdam optimises real floating-point tensors, got dtype {p.dtype}.")
+
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps) -> None:
         """Collect the parameters of ``group`` that have a gradient, creating their state on first use."""
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("PersistentAdam does not support sparse gradients; use torch.optim.SparseAdam.")
             state = self.state[p]
             if len(state) == 0:
-                if not p.is_floating_point():
-                    raise TypeError(f"PersistentAdam optimises real floating-point tensors, got dtype {p.dtype}.")
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -109,6 +125,7 @@ class PersistentAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_step()
         for group in self.param_groups:
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
             self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
@@ -131,11 +148,20 @@ class PersistentAdam(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict of ``PersistentAdam`` or ``torch.optim.Adam``/``AdamW``.
 
-        Everything is checked before anything changes (group count, parameters per group, each state's keys,
+        Pre-hooks (``register_load_state_dict_pre_hook``) run first, as in torch; then everything is checked
+        before anything changes (group count, parameters per group, each state's keys,
         shapes, dtypes, a finite non-negative step; a ``ValueError`` names the group, the parameter index and its
         shape). State tensors are copied to each parameter's device and dtype, ``step`` to a CPU float32 scalar.
         """
-        super().load_state_dict(clean_state_dict(self.param_groups, state_dict))
+        # As a pre-hook registered last, the check runs after the user's pre-hooks (torch documents those for
+        # remapping a state dict, e.g. from another model's layout) and before anything is loaded.
+        if not isinstance(state_dict, dict):
+            clean_state_dict(self.param_groups, state_dict)  # raises the ValueError that says what is expected
+        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: clean_state_dict(opt.param_groups, sd))
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
 
 
 def persistent_adam(

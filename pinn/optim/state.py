@@ -9,6 +9,7 @@ was. Accepted are state dicts of ``PersistentAdam`` (with ``format_version``) an
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,16 +26,36 @@ _FIX = "Load a checkpoint written for the same model and optimizer settings, or 
 
 
 def check_hyperparameters(*, lr: float, betas: Sequence[float], eps: float, weight_decay: float) -> None:
-    """Raise ``ValueError`` naming the value unless lr >= 0, eps >= 0, weight_decay >= 0, betas in [0, 1)."""
+    """Raise ``ValueError`` naming the value unless each is a plain number (not a tensor) with lr >= 0, eps >= 0,
+    weight_decay >= 0 and betas in [0, 1)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas={betas} must be two values (beta1, beta2).")
-    for name, value, ok in (
-        ("lr", lr, 0.0 <= lr), ("eps", eps, 0.0 <= eps), ("weight_decay", weight_decay, 0.0 <= weight_decay),
-        ("beta1", betas[0], 0.0 <= betas[0] < 1.0), ("beta2", betas[1], 0.0 <= betas[1] < 1.0),
-    ):
+    values = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "beta1": betas[0], "beta2": betas[1]}
+    for name, value in values.items():
+        # torch.optim.Adam takes a tensor lr or betas only with its fused or capturable kernels (its default
+        # multi-tensor path refuses a tensor lr mid-step); PersistentAdam has neither, so it refuses them up front.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            hint = " (a tensor: pass float(value); a scheduler sets plain numbers)" if isinstance(value, Tensor) else ""
+            raise ValueError(f"invalid {name}={value!r}: must be a real number{hint}.")
+    for name, value in values.items():
+        ok = 0.0 <= value < 1.0 if name.startswith("beta") else 0.0 <= value
         if not ok:  # also catches NaN
             bound = "in [0, 1)" if name.startswith("beta") else ">= 0"
             raise ValueError(f"invalid {name}={value}: must be {bound}.")
+
+
+def check_group(group: dict[str, Any], where: str) -> None:
+    """Raise ``ValueError`` unless the parameter group ``group`` (its options, defaults filled in) is one
+    ``PersistentAdam`` runs as asked: valid hyper-parameters and no torch-only kernel switched on."""
+    for key in TORCH_ONLY_KEYS:
+        if group.get(key):  # False or None (torch's defaults) ask for nothing
+            raise ValueError(f"{where}: {key}={group[key]!r} selects a torch.optim.Adam kernel that PersistentAdam "
+                             f"does not have; remove it, or use torch.optim.Adam.")
+    try:
+        check_hyperparameters(lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                              weight_decay=group["weight_decay"])
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def _fail(message: str) -> None:
