@@ -88,4 +88,4 @@ def test_validation_grid_loader_covers_the_grid():
     batches = list(dm.val_dataloader())
     grid = torch.cat(batches)
     assert grid.shape == (60, 3)
-    assert torch.equal(grid, dm.problem.domain.grid(5, 4, 3))
+    assert torch.equal(grid, dm.problem.domain.grid(5, 4, 3, dtype=torch.float64))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pinn.networks.derivatives import FIRST, ORDERS, SECOND, Fields, autograd_fields, compute_fields, taylor_fields
-from pinn.networks.mlp import MLP
+from pinn.networks.mlp import MLP, Factorization, FourierFeatures
 from pinn.networks.taylor import taylor_applies
 from pinn.physics.elasticity import Material, residual
 from pinn.problems.closed_form import Domain, PlaneWaves, Wave
@@ -184,3 +184,47 @@ def test_taylor_matches_autograd_cuda(dtype, tol):
     net, xyt = random_net(0, "tanh", dtype).cuda(), points(256, dtype).cuda()
     for order in ORDERS:
         assert_same_fields(taylor_fields(net, xyt, order), autograd_fields(net, xyt, order), tol)
+
+
+@pytest.mark.parametrize("fourier, factorization", [
+    (FourierFeatures(features=12, sigma_space=2.0, sigma_time=5.0), None),
+    (None, Factorization(mean=1.0, std=0.1)),
+    (FourierFeatures(features=7, sigma_space=1.0, sigma_time=1.0), Factorization(mean=0.5, std=0.3)),
+])
+@pytest.mark.parametrize("activation", ["tanh", "sin"])
+def test_taylor_matches_autograd_with_fourier_features_and_factorization(fourier, factorization, activation):
+    """Fourier features (a first layer with a linear phase) and factorised weights keep the single Taylor pass and
+    agree with nested autograd to float64 rounding, for every order."""
+    torch.manual_seed(3)
+    net = MLP(LOWER, UPPER, 16, 3, activation, input_scale=1.5, output_scale=0.3, fourier=fourier,
+              factorization=factorization).double()
+    assert taylor_applies(net)
+    xyt = points(64, torch.float64)
+    for order in ORDERS:
+        assert_same_fields(taylor_fields(net, xyt, order), autograd_fields(net, xyt, order), 1e-10)
+
+
+def test_factorized_network_starts_as_the_plain_one():
+    """W = diag(exp(s)) V with V = W0 / exp(s): the same function at initialisation, other parameters."""
+    torch.manual_seed(5)
+    plain = MLP(LOWER, UPPER, 8, 2, "tanh").double()
+    torch.manual_seed(5)
+    factored = MLP(LOWER, UPPER, 8, 2, "tanh", factorization=Factorization(1.0, 0.1)).double()
+    xyt = points(32, torch.float64)
+    torch.testing.assert_close(factored(xyt), plain(xyt), rtol=1e-6, atol=1e-6)  # V = W0 / exp(s) in float32
+    assert {n.split(".")[-1] for n, _ in factored.named_parameters()} == {"log_scale", "direction", "bias"}
+
+
+def test_fourier_features_are_the_cosines_and_sines_of_the_frequencies():
+    """gamma(z) = [cos(Bz), sin(Bz)]: a network whose first layer reads exactly one feature reproduces it."""
+    torch.manual_seed(0)
+    net = MLP((0, 0, 0), (2, 2, 2), 4, 1, "sin", fourier=FourierFeatures(3, 2.0, 7.0)).double()
+    b = net.frequencies
+    assert b.shape == (3, 3)
+    assert float(b[:, 2].std()) > float(b[:, :2].std())  # time frequencies drawn with the larger sigma here
+    with torch.no_grad():
+        net.hidden[0].weight.zero_(); net.hidden[0].weight[0, 4] = 1.0  # noqa: E702  reads sin(B z)_1
+        net.out.weight.zero_(); net.out.weight[0, 0] = 1.0  # noqa: E702
+    xyt = points(16, torch.float64)
+    z = xyt - 1.0  # the box [0, 2]^3 normalised to [-1, 1]^3
+    torch.testing.assert_close(net(xyt)[:, 0], torch.sin(torch.sin(z @ b[1])))

@@ -33,9 +33,9 @@ def samples() -> torch.Tensor:
 def test_synthetic_reads_the_exact_solution_at_sensors_and_times():
     problem = plane_waves()
     obs = SyntheticObservations(n_sensors=10, n_times=4, layout="sobol", seed=3).load(problem)
-    assert obs.shape == (40, 5) and obs.dtype == torch.float32
+    assert obs.shape == (40, 5) and obs.dtype == torch.float64
     xyt = obs[:, :3].double()
-    torch.testing.assert_close(obs[:, 3:], problem.displacement(xyt).float(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(obs[:, 3:], problem.displacement(xyt), rtol=0, atol=1e-12)
     assert sorted(set(obs[:, 2].tolist())) == pytest.approx([0.0, 0.5 / 3, 1.0 / 3, 0.5])
     sensors = {tuple(row) for row in obs[:, :2].tolist()}
     assert len(sensors) == 10  # every sensor is sampled at every time
@@ -96,7 +96,7 @@ def test_file_round_trip(tmp_path, suffix):
 def test_csv_columns_in_any_order_extra_columns_and_blank_lines(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("station, v ,t,u,x,y\nA,0.5,0.1,-0.25,1.5,0.0\n\nB,1e-3,0.2,2,0.25,-0.5\n")
-    expected = torch.tensor([[1.5, 0.0, 0.1, -0.25, 0.5], [0.25, -0.5, 0.2, 2.0, 1e-3]])
+    expected = torch.tensor([[1.5, 0.0, 0.1, -0.25, 0.5], [0.25, -0.5, 0.2, 2.0, 1e-3]], dtype=torch.float64)
     torch.testing.assert_close(read_observations(path), expected)
 
 
@@ -104,7 +104,7 @@ def test_npz_with_extra_arrays_and_integer_columns(tmp_path):
     path = tmp_path / "m.npz"
     np.savez(path, x=np.array([1, 0]), y=np.array([0.5, 0.25]), t=np.array([0.0, 0.1]), u=np.array([1.0, 2.0]),
              v=np.array([3.0, 4.0]), sensor_id=np.array([7, 8]))
-    torch.testing.assert_close(read_observations(path), torch.tensor([[1, 0.5, 0, 1, 3], [0, 0.25, 0.1, 2, 4.0]]))
+    torch.testing.assert_close(read_observations(path), torch.tensor([[1, 0.5, 0, 1, 3], [0, 0.25, 0.1, 2, 4.0]], dtype=torch.float64))
 
 
 def test_data_module_puts_the_observations_in_every_batch(tmp_path):

@@ -32,11 +32,14 @@ from pinn.physics.sources import PointForce, Ricker
 from pinn.problems import Boundaries, Domain, Problem, WaveProblem
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.problems.reference import ReferenceSettings
+from pinn.networks.mlp import Factorization, FourierFeatures
+from pinn.training.balancing import GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 from pinn.training.observations import SyntheticObservations
 from pinn.training.resampling import ResidualResampling
+from pinn.training.stages import LBFGSStage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +91,15 @@ CASES = {
     # no closed form: a medium, a source, free and absorbing edges, the initial state and truth from the reference
     "wave-problem": Case(data={"batch_size": 16}, model={"causal": Causal(slices=4, epsilon=1.0)},
                          problem=_wave_problem),
+    # Adam, then L-BFGS from step 4: stops at 6, 7 and 8 fall inside the L-BFGS stage, the crash cases resume from
+    # a checkpoint written before the switch (step 3) or after it (step 4); the curvature pairs must come back
+    "lbfgs": Case(model={"lbfgs": LBFGSStage(start_step=4, max_iter=3, history_size=4)}),
+    # every accuracy option at once: Fourier features, factorised layers, gradient-norm balancing (factors updated
+    # every 3 steps, carried in the checkpoint), L-BFGS from step 5 and RAR-D growth, which clears its history
+    "accurate": Case(model={"fourier": FourierFeatures(8, 2.0, 1.0), "factorization": Factorization(),
+                            "balancing": GradNormBalancing(every=3), "lbfgs": LBFGSStage(start_step=5, max_iter=2)},
+                     callbacks=lambda: [ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8,
+                                                           chunk_size=40, log_images=False)]),
 }
 
 

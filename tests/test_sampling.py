@@ -48,7 +48,7 @@ def test_every_sampler_fills_every_pool_in_its_region_reproducibly(kind):
     a, b, other = make_dm(kind, seed=3), make_dm(kind, seed=3), make_dm(kind, seed=4)
     for pool in POOLS:
         p = a.pools[pool]
-        assert p.shape == (SIZES[pool], 3) and p.dtype == torch.float32
+        assert p.shape == (SIZES[pool], 3) and p.dtype == torch.float64  # points kept exact; the model reads them in its dtype
         assert in_region(pool, p), (kind, pool)
         assert torch.equal(p, b.pools[pool])  # same seed, same points
         assert torch.equal(a.draw(pool, 17), b.draw(pool, 17))  # and the generators stay in step
@@ -84,7 +84,7 @@ def test_grid_is_cell_centred_and_thinned_to_n():
     full = grid(27, 3)  # 3 x 3 x 3 cells of width 1/3, one point at each centre
     assert full.unique(dim=0).shape == (27, 3)
     for j in range(3):
-        torch.testing.assert_close(full[:, j].unique(), torch.tensor([1 / 6, 1 / 2, 5 / 6]))
+        torch.testing.assert_close(full[:, j].unique(), torch.tensor([1 / 6, 1 / 2, 5 / 6], dtype=torch.float64))
     thinned = grid(20, 3)  # 27 centres thinned evenly to 20 distinct ones
     assert thinned.shape == (20, 3) and thinned.unique(dim=0).shape == (20, 3)
     assert bool(torch.isin(thinned[:, 0], full[:, 0]).all())
@@ -101,7 +101,8 @@ def test_per_pool_sampler_choice():
     dm = make_dm({"boundary": "grid", "initial": "sobol"})
     assert dm.samplers == {"interior": "uniform", "boundary": "grid", "initial": "sobol"}
     g = torch.Generator().manual_seed(0)  # the pools are drawn interior, boundary, initial from one generator
-    assert torch.equal(dm.pools["interior"], DOMAIN.from_unit(torch.rand(SIZES["interior"], 3, generator=g)))
+    assert torch.equal(dm.pools["interior"], DOMAIN.from_unit(torch.rand(SIZES["interior"], 3, generator=g,
+                                                                                dtype=torch.float64)))
     assert torch.equal(dm.pools["boundary"], DOMAIN.boundary_from_unit(grid(SIZES["boundary"], 2)))
     assert torch.equal(dm.pools["initial"], DOMAIN.initial_from_unit(sobol(SIZES["initial"], 2, g)))
 

@@ -1,15 +1,87 @@
-"""A plain multilayer perceptron ``(x, y, t) -> (u, v)`` with input normalisation from the domain."""
+"""A multilayer perceptron ``(x, y, t) -> (u, v)`` with input normalisation from the domain, optionally with random
+Fourier features of the input and random weight factorisation of its layers."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 Activation = Literal["tanh", "sin"]
+
+
+@dataclass
+class FourierFeatures:
+    r"""Spatio-temporal random Fourier features of the normalised input z (Tancik et al. 2020; Wang, Wang &
+    Perdikaris 2021, "On the eigenvector bias of Fourier feature networks", CMAME 384):
+
+    .. math::
+        \gamma(z) = [\cos(B z), \sin(B z)], \qquad B_{kj} \sim \mathcal{N}(0, \sigma_j^2),
+
+    with :math:`\sigma_j` = ``sigma_space`` for x and y and ``sigma_time`` for t. B is drawn once (from the seeded
+    global generator) and kept fixed, as a buffer in the checkpoint; the first hidden layer reads :math:`\gamma(z)`.
+
+    Args:
+        features: Number of frequencies m (the embedding has 2m entries).
+        sigma_space: Standard deviation of the spatial frequencies, in radians per unit of normalised input
+            (the domain spans [-1, 1]); about pi x the number of wavelengths across the domain.
+        sigma_time: The same for time.
+    """
+
+    features: int = 64
+    sigma_space: float = 1.0
+    sigma_time: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.features, int) and self.features >= 1):
+            raise ValueError(f"model.fourier.features={self.features} must be an integer >= 1.")
+        for name in ("sigma_space", "sigma_time"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"model.fourier.{name}={value} must be a finite number > 0.")
+
+
+@dataclass
+class Factorization:
+    r"""Random weight factorisation (Wang, Wang, Seidman & Perdikaris 2022, "Random weight factorization improves
+    the training of continuous neural representations"): each weight matrix is :math:`W = \mathrm{diag}(e^{s}) V`,
+    with the scale :math:`s \sim \mathcal{N}(\mu, \sigma^2)` per output unit drawn at initialisation and
+    :math:`V = W_0 / e^{s}`, so the network starts as the plain one and trains s and V.
+
+    Args:
+        mean: mu, the mean of the log-scales (1.0 in the paper).
+        std: sigma, their standard deviation (0.1 in the paper).
+    """
+
+    mean: float = 1.0
+    std: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std >= 0):
+            raise ValueError(f"model.factorization mean={self.mean}, std={self.std} must be finite, std >= 0.")
+
+
+class FactorizedLinear(nn.Module):
+    """A linear layer with the weight ``exp(s)[:, None] * V`` (:class:`Factorization`); ``weight`` is that product,
+    so code that reads ``layer.weight`` (the Taylor engine) works unchanged."""
+
+    def __init__(self, layer: nn.Linear, factorization: Factorization) -> None:
+        super().__init__()
+        s = factorization.mean + factorization.std * torch.randn(layer.out_features)
+        self.log_scale = nn.Parameter(s)
+        self.direction = nn.Parameter(layer.weight.detach() / torch.exp(s)[:, None])
+        self.bias = nn.Parameter(layer.bias.detach().clone())
+
+    @property
+    def weight(self) -> Tensor:
+        return torch.exp(self.log_scale)[:, None] * self.direction
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
 
 
 class MLP(nn.Module):
@@ -31,6 +103,8 @@ class MLP(nn.Module):
             problems several wavelengths across.
         output_scale: The output layer's value is multiplied by this (the problem's displacement scale U, see
             :mod:`pinn.physics.units`), so the layers work on O(1) numbers while the output is in SI.
+        fourier: Random Fourier features of the normalised input (:class:`FourierFeatures`), or ``None``.
+        factorization: Random weight factorisation of every layer (:class:`Factorization`), or ``None``.
     """
 
     def __init__(
@@ -42,6 +116,8 @@ class MLP(nn.Module):
         activation: Activation = "tanh",
         input_scale: float = 1.0,
         output_scale: float = 1.0,
+        fourier: FourierFeatures | None = None,
+        factorization: Factorization | None = None,
     ) -> None:
         super().__init__()
         if width < 1 or depth < 1:
@@ -57,24 +133,34 @@ class MLP(nn.Module):
         self.register_buffer("scale", input_scale * 2 / (hi - lo))
         self.activation = activation
         self.output_scale = float(output_scale)  # a plain float: not in the state dict, set by the problem
-        sizes = [3] + [width] * depth
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.out = nn.Linear(width, 2)
-        for layer in [*self.hidden, self.out]:
+        self.fourier = fourier
+        if fourier is not None:
+            sigma = torch.tensor([fourier.sigma_space, fourier.sigma_space, fourier.sigma_time])
+            self.register_buffer("frequencies", torch.randn(fourier.features, 3) * sigma)  # B (m, 3)
+        sizes = [3 if fourier is None else 2 * fourier.features] + [width] * depth
+        layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])] + [nn.Linear(width, 2)]
+        for layer in layers:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if factorization is not None:
+            layers = [FactorizedLinear(layer, factorization) for layer in layers]
+        self.hidden = nn.ModuleList(layers[:-1])
+        self.out = layers[-1]
 
     def act(self, z: Tensor) -> Tensor:
         return torch.tanh(z) if self.activation == "tanh" else torch.sin(z)
 
     def forward(self, xyt: Tensor) -> Tensor:
         z = (xyt - self.center) * self.scale  # (N, 3) in [-1, 1]^3 times input_scale
+        if self.fourier is not None:
+            phase = z @ self.frequencies.T  # (N, m)
+            z = torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)  # (N, 2m)
         for layer in self.hidden:
             z = self.act(layer(z))  # (N, width)
         out = self.out(z)  # (N, 2)
         return out if self.output_scale == 1.0 else out * self.output_scale
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation}"
+        return f"activation={self.activation}" + ("" if self.fourier is None else f", fourier={self.fourier}")
 
 

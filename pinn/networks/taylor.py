@@ -11,7 +11,8 @@ The value ``(N, W)``, the first-derivative streams ``(D, N, W)`` and the second-
 go through each Linear layer as three matmuls, and the backward pass to the weights runs once through this graph
 (autograd derives it; under ``torch.compile`` the elementwise work of both passes fuses into a few kernels).
 Only the streams the order needs are pushed: t for ``"velocity"``; x, y, t for ``"gradient"``; x, y, t and
-xx, yy, tt, xy for ``"pde"``.
+xx, yy, tt, xy for ``"pde"``. Random Fourier features enter as a first layer with the same rule (their phase is
+linear in the input), and factorised layers through their product weight, so both keep the single pass.
 """
 
 from __future__ import annotations
@@ -59,14 +60,26 @@ def taylor_streams(net: MLP, xyt: Tensor, order: str) -> tuple[Tensor, Tensor, T
     """
     dirs = list(DIRECTIONS[order])
     second = order == "pde"
-    first = net.hidden[0]
-    a = first((xyt - net.center) * net.scale)  # (N, W)
-    # z = (x - c) * s makes da/dx_i = s_i W[:, i] the same at every point, and a_ij = 0
-    c = (first.weight[:, dirs] * net.scale[dirs]).T.unsqueeze(1)  # (D, 1, W)
-    h, d1, d2 = _derivatives(a, net.activation)
-    hh = d2 * _pairs(c) if second else None  # (4, N, W)
-    g = d1 * c  # (D, N, W)
-    for layer in net.hidden[1:]:
+    z = (xyt - net.center) * net.scale  # (N, 3)
+    # z = (x - c) * s makes dz/dx_i = s_i the same at every point, and z_ij = 0
+    if net.fourier is None:
+        first, layers = net.hidden[0], net.hidden[1:]
+        a = first(z)  # (N, W)
+        c = (first.weight[:, dirs] * net.scale[dirs]).T.unsqueeze(1)  # (D, 1, W): a_i, constant; a_ij = 0
+        h, d1, d2 = _derivatives(a, net.activation)
+        hh = d2 * _pairs(c) if second else None  # (4, N, W)
+        g = d1 * c  # (D, N, W)
+    else:
+        # gamma = [cos(phi), sin(phi)] with phi = B z: phi_i = s_i B[:, i] is constant and phi_ij = 0, so
+        # gamma_i = [-sin(phi), cos(phi)] phi_i and gamma_ij = -gamma phi_i phi_j
+        layers = net.hidden
+        phase = z @ net.frequencies.T  # (N, m)
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        c = (net.frequencies[:, dirs] * net.scale[dirs]).T.unsqueeze(1)  # (D, 1, m)
+        h = torch.cat([cos, sin], dim=-1)  # (N, 2m)
+        g = torch.cat([-sin * c, cos * c], dim=-1)  # (D, N, 2m)
+        hh = -h * _pairs(torch.cat([c, c], dim=-1)) if second else None  # (4, N, 2m)
+    for layer in layers:
         a, ga = layer(h), F.linear(g, layer.weight)  # (N, W), (D, N, W)
         h, d1, d2 = _derivatives(a, net.activation)
         if second:

@@ -141,7 +141,7 @@ class Receivers:
         """``(T,)`` float64 sample times (s): ``samples`` evenly spaced over ``domain.t``, both ends included."""
         return torch.linspace(domain.t[0], domain.t[1], self.samples, dtype=torch.float64)
 
-    def points(self, domain, dtype: torch.dtype = torch.float32) -> Tensor:
+    def points(self, domain, dtype: torch.dtype = torch.float64) -> Tensor:
         """``(R * T, 3)`` points ``(x, y, t)``, receiver-major: a model's ``(R * T, 2)`` output reshapes to
         ``(R, T, 2)``."""
         xy, t = self.positions_array(), self.times(domain)  # (R, 2), (T,)

@@ -274,7 +274,7 @@ class ElasticDataModule(L.LightningDataModule):
 
     def grid(self) -> Tensor:
         """The validation grid ``(nx*ny*nt, 3)``."""
-        return self.problem.domain.grid(*self.val_grid)
+        return self.problem.domain.grid(*self.val_grid, dtype=torch.float64)
 
     def grid_batches(self, grid: Tensor | None = None) -> GridBatches:
         """This process's share of ``grid`` (default: the validation grid; rows ``rank::world``) in batches of at
@@ -298,8 +298,9 @@ class ElasticDataModule(L.LightningDataModule):
         """Axes ``x (nx,)``, ``y (ny,)``, ``t (nt,)`` of the prediction grid."""
         d, (nx, ny) = self.problem.domain, self.predict_resolution
         times = self.predict_times
-        t = torch.linspace(*d.t, times) if isinstance(times, int) else torch.tensor(times, dtype=torch.float32)
-        return torch.linspace(*d.x, nx), torch.linspace(*d.y, ny), t
+        f64 = torch.float64
+        t = torch.linspace(*d.t, times, dtype=f64) if isinstance(times, int) else torch.tensor(times, dtype=f64)
+        return torch.linspace(*d.x, nx, dtype=f64), torch.linspace(*d.y, ny, dtype=f64), t
 
     def predict_grid(self) -> Tensor:
         """The prediction grid ``(nt*ny*nx, 3)``, t slowest, then y, then x."""

@@ -12,14 +12,16 @@ from torch import Tensor
 
 from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
-from pinn.networks.mlp import MLP, Activation
+from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import absorbing_residual, residual, traction
 from pinn.physics.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.compiled import CompiledLoss
 from pinn.training.metrics import RelativeL2
+from pinn.training.stages import LBFGSStage, advance_stage
 
 
 @dataclass
@@ -44,6 +46,11 @@ class LossWeights:
         for name, value in asdict(self).items():
             if not value >= 0:
                 raise ValueError(f"model.loss_weights.{name}={value} must be >= 0.")
+
+
+def _config(cls, value):
+    """A settings dataclass from YAML (a dict), as given (an instance), or ``None``."""
+    return cls(**value) if isinstance(value, dict) else value
 
 
 def _mse(a: Tensor, b: Tensor) -> Tensor:
@@ -81,6 +88,12 @@ class ElasticPINN(L.LightningModule):
             weight of the last slice (1 once every slice fits).
         unknowns: Material parameters to recover (inverse problem) with their initial guesses and learning rate;
             ``None`` keeps the problem's material fixed (forward problem).
+        fourier: Spatio-temporal random Fourier features of the input (Wang, Wang & Perdikaris 2021), or ``None``.
+        factorization: Random weight factorisation of every layer (Wang et al. 2022), or ``None``.
+        lbfgs: An L-BFGS stage after the optimizer (strong-Wolfe line search; Liu & Nocedal 1989) from
+            ``lbfgs.start_step`` on (:mod:`pinn.training.stages`), or ``None`` for the optimizer alone.
+        balancing: Adaptive loss balancing by gradient norms (Wang, Teng & Perdikaris 2021), or ``None``; the
+            factors multiply ``loss_weights`` and are logged as ``balance/<term>``.
     """
 
     def __init__(
@@ -97,13 +110,30 @@ class ElasticPINN(L.LightningModule):
         compile: bool = False,
         unknowns: Unknowns | None = None,
         causal: Causal | None = None,
+        fourier: FourierFeatures | None = None,
+        factorization: Factorization | None = None,
+        lbfgs: LBFGSStage | None = None,
+        balancing: GradNormBalancing | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
         self.problem = problem or PlaneWaves([Wave()])
         self.scales = self.problem.scales
+        fourier = _config(FourierFeatures, fourier)
+        factorization = _config(Factorization, factorization)
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
-                       input_scale=input_scale, output_scale=self.scales.displacement)
+                       input_scale=input_scale, output_scale=self.scales.displacement, fourier=fourier,
+                       factorization=factorization)
+        # plain data in hparams, so checkpoints load with weights_only
+        self.hparams["fourier"] = None if fourier is None else asdict(fourier)
+        self.hparams["factorization"] = None if factorization is None else asdict(factorization)
+        self.lbfgs = _config(LBFGSStage, lbfgs)
+        self.hparams["lbfgs"] = None if lbfgs is None else asdict(self.lbfgs)
+        self.stage = "adam"  # the optimizer stage the run is in ("adam": the configured optimizer, or "lbfgs")
+        self.points_version = 0  # the data module's pool version when the L-BFGS history began
+        balancing = _config(GradNormBalancing, balancing)
+        self.hparams["balancing"] = None if balancing is None else asdict(balancing)
+        self.balancer = None if balancing is None else Balancer(list(asdict(LossWeights())), balancing)
         self.weights = LossWeights(**loss_weights) if isinstance(loss_weights, dict) else loss_weights or LossWeights()
         self.hparams["loss_weights"] = asdict(self.weights)  # plain data, so checkpoints load with weights_only
         self.optimizer_factory = optimizer
@@ -133,14 +163,15 @@ class ElasticPINN(L.LightningModule):
         return self.problem.material_at(xy) if self.trainable_material is None else self.trainable_material
 
     def forward(self, xyt: Tensor) -> Tensor:
-        """Displacement ``(N, 2)`` at points ``(N, 3)``."""
-        return self.net(xyt)
+        """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's)."""
+        return self.net(xyt.to(self.dtype))
 
     def fields(self, xyt: Tensor, order: str):
         return compute_fields(self.net, xyt, order, self.engine)
 
     def pde_residual(self, xyt: Tensor) -> Tensor:
         """Residual ``(N, 2)`` of the network at interior points ``(N, 3)``, in SI (N/m^3)."""
+        xyt = xyt.to(self.dtype)  # points are kept in float64; the model computes in its own dtype
         return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]), self.problem.body_force(xyt))
 
     def residual_norm(self, xyt: Tensor) -> Tensor:
@@ -179,6 +210,7 @@ class ElasticPINN(L.LightningModule):
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss terms of one batch of points, each non-dimensional (divided by its scale)."""
         p, s = self.problem, self.scales
+        batch = {k: v.to(self.dtype) for k, v in batch.items()}  # float64 points, read in the model's dtype
         interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
         r = self.pde_residual(interior)  # (N, 2)
         f_ic = self.fields(initial, "velocity")
@@ -202,6 +234,8 @@ class ElasticPINN(L.LightningModule):
         # Loggers take their step from this loop counter, which Lightning bumps by one when it restarts from a
         # checkpoint saved at validation end; tying it to the optimizer step makes a resumed curve join without a gap.
         self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+        if self.lbfgs is not None:
+            advance_stage(self)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted training loss and its unweighted terms; compiled where ``compile`` is set."""
@@ -211,10 +245,24 @@ class ElasticPINN(L.LightningModule):
 
     def _weighted_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         terms = self.loss_terms(batch)
-        return sum(getattr(self.weights, k) * v for k, v in terms.items()), terms
+        return sum(self.weight(k) * v for k, v in terms.items()), terms
+
+    def weight(self, name: str) -> Tensor | float:
+        """The weight of loss term ``name``: the configured one, times the adaptive factor when balancing."""
+        w = getattr(self.weights, name)
+        return w if self.balancer is None else w * self.balancer.factor(name).to(self.dtype)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if self.balancer is not None and self.stage == "adam" and self.balancer.due(self.global_step):
+            # terms of an uncompiled pass: the balancer differentiates each one separately
+            factors = self.balancer.update(self.loss_terms(batch), list(self.net.parameters()))
+            self.log_dict({f"balance/{k}": v for k, v in factors.items()}, on_step=True, on_epoch=False)
         loss, terms = self.training_loss(batch)
+        if self.stage == "lbfgs" and self.trainer.world_size > 1:
+            # the line search compares loss values: every process must see the same (mean) value, while the
+            # gradient stays the local one, which DDP averages
+            mean = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+            loss = loss + (mean - loss.detach())
         self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
@@ -233,6 +281,7 @@ class ElasticPINN(L.LightningModule):
 
     @torch.enable_grad()
     def validation_step(self, xyt: Tensor, batch_idx: int) -> None:
+        xyt = xyt.to(self.dtype)
         self.val_metric.update(self(xyt), self.problem.truth(xyt))
 
     def on_validation_epoch_end(self) -> None:
@@ -244,6 +293,7 @@ class ElasticPINN(L.LightningModule):
 
     @torch.enable_grad()
     def test_step(self, xyt: Tensor, batch_idx: int) -> None:
+        xyt = xyt.to(self.dtype)
         self.test_metric.update(self(xyt), self.problem.truth(xyt))
 
     def on_test_epoch_end(self) -> None:
@@ -256,11 +306,18 @@ class ElasticPINN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = rng_states()  # global RNGs: exact resume even if a user adds e.g. dropout
+        # which optimizer the saved optimizer state belongs to: configure_optimizers rebuilds that one on resume
+        checkpoint["optimizer_stage"] = {"name": self.stage, "points_version": self.points_version}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = self._trainer
         path = getattr(trainer, "ckpt_path", None) or "checkpoint"
         check_state_dict(checkpoint["state_dict"], self.state_dict(), path)  # one clear error, not a RuntimeError
+        stage = checkpoint.get("optimizer_stage", {"name": "adam", "points_version": 0})
+        if stage["name"] == "lbfgs" and self.lbfgs is None:
+            raise ValueError(f"{path} was saved in the L-BFGS stage, but model.lbfgs is not set: resume with the "
+                             "run's own config (model.lbfgs as it was).")
+        self.stage, self.points_version = stage["name"], int(stage["points_version"])
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
@@ -274,6 +331,8 @@ class ElasticPINN(L.LightningModule):
         return [{"params": rest}, {"params": material, "lr": self.unknowns.lr}]
 
     def configure_optimizers(self):
+        if self.stage == "lbfgs":  # resumed inside the L-BFGS stage
+            return self.lbfgs.optimizer(list(self.parameters()))
         optimizer = self.optimizer_factory(self.param_groups())
         if self.scheduler_factory is None:
             return optimizer

@@ -30,7 +30,8 @@ COLUMNS = ("x", "y", "t", "u", "v")
 
 
 class Observations:
-    """Base class of an observation source; :meth:`load` returns the samples ``(M, 5)`` in float32."""
+    """Base class of an observation source; :meth:`load` returns the samples ``(M, 5)`` in float64 (a float32
+    model reads them rounded, a float64 one exactly)."""
 
     def load(self, problem: Problem) -> Tensor:
         raise NotImplementedError
@@ -85,11 +86,11 @@ class SyntheticObservations(Observations):
         xy = d.initial_from_unit(unit)[:, :2]  # sensor positions in the x-y rectangle
         t = torch.linspace(d.t[0], d.t[1], self.n_times, dtype=torch.float64)  # (T,)
         xyt = torch.cat([xy.repeat(self.n_times, 1), t.repeat_interleave(self.n_sensors)[:, None]], dim=-1)  # (S*T, 3)
-        uv = problem.displacement(xyt)  # (S*T, 2), float64 so the clean data are exact to float32 rounding
+        uv = problem.displacement(xyt)  # (S*T, 2), float64
         if self.noise > 0:
             sigma = self.noise * uv.pow(2).mean().sqrt()
             uv = uv + sigma * torch.randn(uv.shape, generator=g, dtype=torch.float64)
-        return torch.cat([xyt, uv], dim=-1).float()  # (S*T, 5)
+        return torch.cat([xyt, uv], dim=-1)  # (S*T, 5)
 
 
 class FileObservations(Observations):
@@ -124,7 +125,7 @@ class FileObservations(Observations):
 
 
 def read_observations(path: str | Path) -> Tensor:
-    """Read ``(M, 5)`` float32 samples ``(x, y, t, u, v)`` from a ``.npz`` or ``.csv`` file.
+    """Read ``(M, 5)`` float64 samples ``(x, y, t, u, v)`` from a ``.npz`` or ``.csv`` file.
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -146,7 +147,7 @@ def read_observations(path: str | Path) -> Tensor:
     data = np.stack([columns[c] for c in COLUMNS], axis=-1)  # (M, 5)
     if data.shape[0] == 0:
         raise ValueError(f"observation file {path} holds no samples.")
-    return torch.from_numpy(data).float()
+    return torch.from_numpy(data).double()
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

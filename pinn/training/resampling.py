@@ -35,11 +35,9 @@ def chunked(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size} must be >= 1.")
-    out = torch.empty(points.shape[0], dtype=torch.float32)
-    for start in range(0, points.shape[0], chunk_size):
-        chunk = points[start:start + chunk_size]
-        out[start:start + chunk.shape[0]] = fn(chunk.to(device) if device is not None else chunk).detach().cpu()
-    return out
+    parts = [fn(chunk.to(device) if device is not None else chunk).detach().cpu()
+             for chunk in points.split(chunk_size)]
+    return torch.cat(parts) if parts else points.new_zeros(0)
 
 
 def sharded(fn: Callable[[Tensor], Tensor], points: Tensor, rank: int, world_size: int,

@@ -35,15 +35,15 @@ SAMPLERS: tuple[str, ...] = ("uniform", "lhs", "sobol", "grid")
 
 def uniform(n: int, dim: int, generator: torch.Generator) -> Tensor:
     """``(n, dim)`` i.i.d. uniform points."""
-    return torch.rand(n, dim, generator=generator)
+    return torch.rand(n, dim, generator=generator, dtype=torch.float64)
 
 
 def lhs(n: int, dim: int, generator: torch.Generator) -> Tensor:
     """``(n, dim)`` Latin hypercube sample: exactly one point in each of the n strata of every axis."""
     cols = []
     for _ in range(dim):
-        perm = torch.randperm(n, generator=generator).to(torch.float32)
-        cols.append((perm + torch.rand(n, generator=generator)) / n)
+        perm = torch.randperm(n, generator=generator).to(torch.float64)
+        cols.append((perm + torch.rand(n, generator=generator, dtype=torch.float64)) / n)
     return torch.stack(cols, dim=-1)
 
 
@@ -51,13 +51,13 @@ def sobol(n: int, dim: int, generator: torch.Generator) -> Tensor:
     """``(n, dim)`` scrambled Sobol points (Owen-scrambled, seed drawn from ``generator``)."""
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
-    return engine.draw(n).to(torch.float32)
+    return engine.draw(n, dtype=torch.float64)
 
 
 def grid(n: int, dim: int, generator: torch.Generator | None = None) -> Tensor:
     """``(n, dim)`` cell-centred regular grid; deterministic (the generator is not used)."""
     m = max(1, math.ceil(n ** (1.0 / dim) - 1e-9))
-    axis = (torch.arange(m, dtype=torch.float32) + 0.5) / m
+    axis = (torch.arange(m, dtype=torch.float64) + 0.5) / m
     full = torch.stack(torch.meshgrid(*([axis] * dim), indexing="ij"), dim=-1).reshape(-1, dim)
     keep = torch.linspace(0, full.shape[0] - 1, n).round().long()  # evenly thinned when m^dim > n
     return full[keep]

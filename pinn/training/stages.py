@@ -1,0 +1,111 @@
+r"""The quasi-Newton stage that follows Adam: ``torch.optim.LBFGS`` with a strong-Wolfe line search.
+
+Adam finds the basin; L-BFGS (Liu & Nocedal 1989; Nocedal & Wright 2006, alg. 7.4 and 3.6) then converges within
+it far faster than a first-order method, the standard recipe for PINNs (Raissi, Perdikaris & Karniadakis 2019;
+Rathore et al. 2024, "Challenges in training PINNs: a loss landscape perspective"). One training step of this stage
+is one call of ``LBFGS.step``, which runs up to ``max_iter`` iterations, each a line search of one or more loss
+evaluations.
+
+How the stage fits the rest of a run:
+
+- **Switch.** At global step ``start_step`` the trainer's optimizer is replaced by L-BFGS over the same parameters
+  (network and trainable material, in one group: L-BFGS has no per-group options) and any learning-rate scheduler
+  is dropped (the line search chooses the step length).
+- **Checkpoints.** A checkpoint records which stage it was written in; its optimizer state is then L-BFGS's own
+  ``state_dict``: the curvature pairs (``old_dirs``, ``old_stps``, ``ro``), ``H_diag``, the previous gradient,
+  loss and direction, the step length and the counters, all of which a resumed run restores, so it continues bit
+  for bit.
+- **Changing points.** The curvature pairs are differences of gradients of one loss function. When the points
+  change (adaptive resampling, RAR-D growth) the loss function changes with them, so the stage starts afresh: its
+  history is cleared and the next step begins with a steepest-descent step. Mini-batches would change the loss at
+  every step, so the stage needs full batches.
+- **Fixed objective.** The line search compares losses of one function; adaptive loss weights are frozen while
+  this stage runs (they keep the values they had when Adam stopped).
+- **Several processes.** The losses the line search compares are averaged over processes (the gradients already
+  are), so every process takes the same step and the copies of the network stay equal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LBFGSStage:
+    """Settings of the L-BFGS stage (see the module docstring); the names follow ``torch.optim.LBFGS``.
+
+    Args:
+        start_step: Global step at which L-BFGS replaces the first optimizer (Adam), >= 0.
+        lr: Initial step length of each line search (1 is the natural step of a quasi-Newton method).
+        max_iter: L-BFGS iterations per training step; checkpoints, validation and logging count training steps.
+        max_eval: Loss evaluations per training step at most (default ``max_iter * 5 // 4``, torch's default).
+        history_size: Curvature pairs kept (m in Nocedal & Wright).
+        line_search: ``strong_wolfe`` (Nocedal & Wright alg. 3.5/3.6) or ``none`` (fixed step ``lr``).
+        tolerance_grad: A step stops when the largest gradient entry is at most this.
+        tolerance_change: A step stops when the loss or the parameters change by less than this.
+    """
+
+    start_step: int = 0
+    lr: float = 1.0
+    max_iter: int = 20
+    max_eval: int | None = None
+    history_size: int = 50
+    line_search: Literal["strong_wolfe", "none"] = "strong_wolfe"
+    tolerance_grad: float = 1e-9
+    tolerance_change: float = 1e-12
+
+    def __post_init__(self) -> None:
+        for name in ("start_step", "max_iter", "history_size"):
+            value = getattr(self, name)
+            low = 0 if name == "start_step" else 1
+            if not (isinstance(value, int) and value >= low):
+                raise ValueError(f"model.lbfgs.{name}={value} must be an integer >= {low}.")
+        if self.max_eval is not None and not (isinstance(self.max_eval, int) and self.max_eval >= 1):
+            raise ValueError(f"model.lbfgs.max_eval={self.max_eval} must be an integer >= 1 or null.")
+        if self.line_search not in ("strong_wolfe", "none"):
+            raise ValueError(f"model.lbfgs.line_search={self.line_search!r} must be 'strong_wolfe' or 'none'.")
+        for name in ("lr", "tolerance_grad", "tolerance_change"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
+                raise ValueError(f"model.lbfgs.{name}={value} must be a finite number "
+                                 f"{'> 0' if name == 'lr' else '>= 0'}.")
+
+    def optimizer(self, params: list[nn.Parameter]) -> torch.optim.LBFGS:
+        """``torch.optim.LBFGS`` over ``params`` with these settings."""
+        return torch.optim.LBFGS(
+            params, lr=self.lr, max_iter=self.max_iter, max_eval=self.max_eval, history_size=self.history_size,
+            line_search_fn=None if self.line_search == "none" else "strong_wolfe",
+            tolerance_grad=self.tolerance_grad, tolerance_change=self.tolerance_change,
+        )
+
+
+def check_full_batch(datamodule) -> None:
+    """Raise unless every training step sees the same points (a changing loss breaks the curvature pairs)."""
+    if datamodule is not None and getattr(datamodule, "batch_size", None) is not None:
+        raise ValueError(f"model.lbfgs needs full batches, but data.batch_size={datamodule.batch_size}: set "
+                         "data.batch_size to null (L-BFGS builds its curvature model from one fixed loss function).")
+
+
+def clear_history(optimizer: torch.optim.LBFGS) -> None:
+    """Forget the curvature pairs and previous step, as if L-BFGS started now (the points have changed)."""
+    optimizer.state.clear()
+
+
+def advance_stage(module) -> None:
+    """Before each training step: switch to L-BFGS at ``module.lbfgs.start_step``, and clear its history when the
+    points have changed since it began (see the module docstring)."""
+    trainer = module.trainer
+    version = getattr(trainer.datamodule, "pool_version", 0)
+    if module.stage == "adam" and trainer.global_step >= module.lbfgs.start_step:
+        check_full_batch(trainer.datamodule)
+        trainer.strategy.optimizers = [module.lbfgs.optimizer(list(module.parameters()))]
+        trainer.strategy.lr_scheduler_configs = []  # the line search sets the step length
+        module.stage, module.points_version = "lbfgs", version
+    elif module.stage == "lbfgs" and version != module.points_version:
+        clear_history(trainer.optimizers[0])
+        module.points_version = version
