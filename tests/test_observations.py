@@ -104,7 +104,8 @@ def test_npz_with_extra_arrays_and_integer_columns(tmp_path):
     path = tmp_path / "m.npz"
     np.savez(path, x=np.array([1, 0]), y=np.array([0.5, 0.25]), t=np.array([0.0, 0.1]), u=np.array([1.0, 2.0]),
              v=np.array([3.0, 4.0]), sensor_id=np.array([7, 8]))
-    torch.testing.assert_close(read_observations(path), torch.tensor([[1, 0.5, 0, 1, 3], [0, 0.25, 0.1, 2, 4.0]], dtype=torch.float64))
+    expected = torch.tensor([[1, 0.5, 0, 1, 3], [0, 0.25, 0.1, 2, 4.0]], dtype=torch.float64)
+    torch.testing.assert_close(read_observations(path), expected)
 
 
 def test_data_module_puts_the_observations_in_every_batch(tmp_path):

@@ -26,13 +26,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from pinn.cli import cli_main
 from pinn.io.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
+from pinn.networks.mlp import Factorization, FourierFeatures
 from pinn.physics.material import Unknowns
 from pinn.physics.media import Layered, Properties
 from pinn.physics.sources import PointForce, Ricker
 from pinn.problems import Boundaries, Domain, Problem, WaveProblem
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.problems.reference import ReferenceSettings
-from pinn.networks.mlp import Factorization, FourierFeatures
 from pinn.training.balancing import GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.data import ElasticDataModule

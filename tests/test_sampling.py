@@ -48,7 +48,7 @@ def test_every_sampler_fills_every_pool_in_its_region_reproducibly(kind):
     a, b, other = make_dm(kind, seed=3), make_dm(kind, seed=3), make_dm(kind, seed=4)
     for pool in POOLS:
         p = a.pools[pool]
-        assert p.shape == (SIZES[pool], 3) and p.dtype == torch.float64  # points kept exact; the model reads them in its dtype
+        assert p.shape == (SIZES[pool], 3) and p.dtype == torch.float64  # exact; the model reads them in its dtype
         assert in_region(pool, p), (kind, pool)
         assert torch.equal(p, b.pools[pool])  # same seed, same points
         assert torch.equal(a.draw(pool, 17), b.draw(pool, 17))  # and the generators stay in step
