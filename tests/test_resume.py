@@ -94,6 +94,9 @@ CASES = {
     # Adam, then L-BFGS from step 4: stops at 6, 7 and 8 fall inside the L-BFGS stage, the crash cases resume from
     # a checkpoint written before the switch (step 3) or after it (step 4); the curvature pairs must come back
     "lbfgs": Case(model={"lbfgs": LBFGSStage(start_step=4, max_iter=3, history_size=4)}),
+    # the same with the stage in float64: the network is converted at the switch, and a resumed run loads the float64
+    # weights into a float64 network
+    "lbfgs-float64": Case(model={"lbfgs": LBFGSStage(start_step=4, max_iter=3, history_size=4, float64=True)}),
     # every accuracy option at once: Fourier features, factorised layers, gradient-norm balancing (factors updated
     # every 3 steps, carried in the checkpoint), L-BFGS from step 5 and RAR-D growth, which clears its history
     "accurate": Case(model={"fourier": FourierFeatures(8, 2.0, 1.0), "factorization": Factorization(),

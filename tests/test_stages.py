@@ -174,3 +174,20 @@ def test_float64_training_keeps_every_tensor_in_float64(tmp_path):
     assert trainer.callback_metrics["val/rel_l2"].isfinite()
     state = trainer.optimizers[0].state_dict()["state"][0]
     assert state["prev_flat_grad"].dtype == torch.float64
+
+
+def test_lbfgs_stage_in_float64_converts_the_network_at_the_switch(tmp_path):
+    """Adam in float32, L-BFGS in float64: the loss and the stored weights follow, and a resumed run is float64."""
+    dtypes = {}
+
+    class Probe(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            dtypes[trainer.global_step] = (outputs["loss"].dtype, pl_module.net.out.weight.dtype)
+
+    stage = LBFGSStage(start_step=2, max_iter=2, float64=True)
+    _run(tmp_path, 4, model={"lbfgs": stage}, callbacks=[Probe()])
+    assert dtypes[2] == (torch.float32, torch.float32) and dtypes[3] == (torch.float64, torch.float64)
+    assert load_checkpoint(tmp_path / "last.ckpt")["state_dict"]["net.out.weight"].dtype == torch.float64
+    resumed, _, _ = _run(tmp_path, 5, model={"lbfgs": stage}, ckpt_path=tmp_path / "last.ckpt")
+    assert resumed.dtype == torch.float64 and resumed.stage == "lbfgs"
+

@@ -318,6 +318,8 @@ class ElasticPINN(L.LightningModule):
             raise ValueError(f"{path} was saved in the L-BFGS stage, but model.lbfgs is not set: resume with the "
                              "run's own config (model.lbfgs as it was).")
         self.stage, self.points_version = stage["name"], int(stage["points_version"])
+        if self.stage == "lbfgs" and self.lbfgs.float64:
+            self.double()  # the saved float64 weights load into float64 parameters, exactly
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 

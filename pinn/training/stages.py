@@ -21,6 +21,10 @@ How the stage fits the rest of a run:
   every step, so the stage needs full batches.
 - **Fixed objective.** The line search compares losses of one function; adaptive loss weights are frozen while
   this stage runs (they keep the values they had when Adam stopped).
+- **float64.** With ``float64: true`` the stage runs in double precision: at the switch the network (and any
+  trainable material) is converted to float64, the points are read in float64, and checkpoints of the stage hold
+  float64 weights, which a resumed run loads into a float64 network. Adam runs at float32 speed, while L-BFGS,
+  whose line search stalls once loss differences reach float32 rounding, goes on converging.
 - **Several processes.** The losses the line search compares are averaged over processes (the gradients already
   are), so every process takes the same step and the copies of the network stay equal.
 """
@@ -48,6 +52,8 @@ class LBFGSStage:
         line_search: ``strong_wolfe`` (Nocedal & Wright alg. 3.5/3.6) or ``none`` (fixed step ``lr``).
         tolerance_grad: A step stops when the largest gradient entry is at most this.
         tolerance_change: A step stops when the loss or the parameters change by less than this.
+        float64: Run the stage in float64 (see the module docstring); a run already in float64
+            (``trainer.precision: 64-true``) needs no switch.
     """
 
     start_step: int = 0
@@ -58,6 +64,7 @@ class LBFGSStage:
     line_search: Literal["strong_wolfe", "none"] = "strong_wolfe"
     tolerance_grad: float = 1e-9
     tolerance_change: float = 1e-12
+    float64: bool = False
 
     def __post_init__(self) -> None:
         for name in ("start_step", "max_iter", "history_size"):
@@ -103,6 +110,11 @@ def advance_stage(module) -> None:
     version = getattr(trainer.datamodule, "pool_version", 0)
     if module.stage == "adam" and trainer.global_step >= module.lbfgs.start_step:
         check_full_batch(trainer.datamodule)
+        if module.lbfgs.float64 and module.dtype != torch.float64:
+            if trainer.world_size > 1:  # DDP's gradient buckets keep the dtype they were built with
+                raise ValueError("model.lbfgs.float64 cannot switch precision under several processes: set "
+                                 "--trainer.precision 64-true for the whole run instead.")
+            module.double()
         trainer.strategy.optimizers = [module.lbfgs.optimizer(list(module.parameters()))]
         trainer.strategy.lr_scheduler_configs = []  # the line search sets the step length
         module.stage, module.points_version = "lbfgs", version
