@@ -89,3 +89,32 @@ def test_validation_grid_loader_covers_the_grid():
     grid = torch.cat(batches)
     assert grid.shape == (60, 3)
     assert torch.equal(grid, dm.problem.domain.grid(5, 4, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("accumulate", [1, 2, 3])
+def test_gradient_accumulation_visits_every_batch_of_a_pass_once(accumulate, tmp_path):
+    """With ``accumulate_grad_batches = a`` a step takes a batches; every epoch still has ``steps_per_epoch`` steps,
+    and the batches of each pass (3 slices of the interior pool) are all different and cover the pool once."""
+    import lightning as L
+
+    from pinn.training.module import ElasticPINN
+
+    seen: list[torch.Tensor] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch["interior"].clone())
+
+    dm = _dm(n_interior=30, n_boundary=6, n_initial=6, batch_size=10, steps_per_epoch=3)
+    trainer = L.Trainer(max_steps=6, accumulate_grad_batches=accumulate, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                        inference_mode=False, callbacks=[Record()], default_root_dir=tmp_path)
+    trainer.fit(ElasticPINN(dm.problem, width=4, depth=1), dm)
+    assert trainer.global_step == 6 and trainer.current_epoch == 2  # epochs keep their length in steps
+    assert len(seen) == 6 * accumulate
+    pool = dm.pools["interior"]
+    for start in range(0, len(seen), 3):  # each pass: three different slices that together are the pool
+        batches = seen[start:start + 3]
+        together = torch.cat(batches)
+        assert together.shape == pool.shape
+        assert torch.equal(together.unique(dim=0), pool.unique(dim=0))

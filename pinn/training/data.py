@@ -52,8 +52,11 @@ def _check_predict_grid(
 class PointBatches:
     """Iterable of one epoch of training batches, from the trainer's current global step to the epoch's end.
 
-    An epoch is ``steps_per_epoch`` steps, so a run resumed from a mid-epoch checkpoint at step ``s`` yields only
-    steps ``s`` to the end of that epoch. It is a stateful loader for Lightning (``state_dict`` /
+    An epoch is ``steps_per_epoch`` optimizer steps; with ``accumulate_grad_batches = a`` each step takes ``a``
+    batches, and batch ``b = a x step + i`` is slice ``b`` of the pass order (:meth:`ElasticDataModule.batch`), so
+    every batch of a pass is visited exactly once whatever ``a`` is. A run resumed from a mid-epoch checkpoint at
+    step ``s`` yields only the batches of steps ``s`` to the end of that epoch (checkpoints fall between optimizer
+    steps, never inside an accumulation). It is a stateful loader for Lightning (``state_dict`` /
     ``load_state_dict``) whose whole state is the global step, which Lightning restores itself.
     It has a length, so Lightning fetches no batch ahead: each batch is sliced after the previous step's
     callbacks have run, and a pool resampled at the end of one step is what the next step trains on."""
@@ -61,14 +64,18 @@ class PointBatches:
     def __init__(self, datamodule: ElasticDataModule) -> None:
         self.dm = datamodule
 
+    def _accumulate(self) -> int:
+        trainer = self.dm.trainer
+        return max(1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1)) if trainer is not None else 1
+
     def __len__(self) -> int:
-        return self.dm.steps_per_epoch
+        return self.dm.steps_per_epoch * self._accumulate()
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        trainer = self.dm.trainer
+        trainer, a, n = self.dm.trainer, self._accumulate(), self.dm.steps_per_epoch
         start = trainer.global_step if trainer is not None else 0
-        for step in range(start, start - start % self.dm.steps_per_epoch + self.dm.steps_per_epoch):
-            yield self.dm.batch(step)
+        for b in range(start * a, (start - start % n + n) * a):
+            yield self.dm.batch(b)
 
     def state_dict(self) -> dict:
         return {}
