@@ -42,16 +42,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pinn import ElasticDataModule, ElasticPINN, Material, PersistentAdam, PlaneWaves, Wave  # noqa: E402
 
-VARIANTS = [("autograd", False), ("taylor", False), ("autograd", True), ("taylor", True)]
+# "config": the network and points of configs/plane_wave.yaml as shipped (its Fourier features included), eager
+VARIANTS = [("autograd", False), ("taylor", False), ("config", False), ("autograd", True), ("taylor", True)]
 STREAMS = 8  # value, x, y, t, xx, yy, tt, xy
 
 
 def name(engine: str, compile: bool) -> str:
+    if engine == "config":
+        return "main job (configs/plane_wave.yaml)"
     return engine + (" + compile" if compile else "")
 
 
 def build(engine: str, compile: bool, device: str) -> tuple[ElasticPINN, Callable[[], None], Callable[[], None]]:
     """The reference model and batch on ``device``; returns (the model, one training step, one plain forward)."""
+    if engine == "config":
+        return build_config(device)
     problem = PlaneWaves([Wave("P", 0.3, 2 * math.pi), Wave("S", 1.2, 2 * math.pi)], material=Material(1.0, 0.5, 1.0))
     data = ElasticDataModule(problem, n_interior=4096, n_boundary=1024, n_initial=1024, seed=0)
     data.setup("fit")
@@ -67,6 +72,32 @@ def build(engine: str, compile: bool, device: str) -> tuple[ElasticPINN, Callabl
         return loss
 
     def step() -> None:
+        optimizer.step(closure)
+
+    @torch.no_grad()
+    def forward() -> None:
+        model.net(batch["interior"])
+
+    return model, step, forward
+
+
+def build_config(device: str) -> tuple[ElasticPINN, Callable[[], None], Callable[[], None]]:
+    """The model and first batch of ``pinn fit -c configs/plane_wave.yaml``, one Adam step of it."""
+    from pinn.cli import cli_main
+
+    cli = cli_main(["-c", str(Path(__file__).resolve().parents[1] / "configs" / "plane_wave.yaml")], run=False)
+    model, data = cli.model.to(device), cli.datamodule
+    data.setup("fit")
+    batch = {k: v.to(device) for k, v in data.batch(0).items()}
+    optimizer = PersistentAdam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = model.training_loss(batch)
+            loss.backward()
+            return loss
+
         optimizer.step(closure)
 
     @torch.no_grad()
