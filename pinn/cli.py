@@ -11,9 +11,13 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from pinn.cli_errors import PINNArgumentParser, UserError, check_config_files
 from pinn.io.checkpointing import (
     CheckpointError,
     RunCheckpoint,
@@ -28,21 +32,31 @@ from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 
 
-class UserError(ValueError):
-    """An error the user can fix (bad value, missing file); the CLI prints it in one line and exits 2."""
-
-
 def find_last_checkpoint(save_dir: str | Path, name: str) -> tuple[Path, int] | None:
-    """The ``last.ckpt`` of the newest version under ``save_dir/name``, with that version number."""
-    found = []
-    for path in Path(save_dir, name).glob("version_*/checkpoints/last.ckpt"):
-        match = re.fullmatch(r"version_(\d+)", path.parent.parent.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    if not found:
+    """The ``last.ckpt`` of the newest run of ``pinn fit`` under ``save_dir/name``, with its version number; ``None``
+    when there is no run. A run is a ``version_N`` folder with a ``config.yaml`` or ``checkpoints/`` (validate, test
+    and predict make folders with neither).
+
+    Raises:
+        UserError: The newest run has no ``last.ckpt`` (it stopped before its first save); an older run is not taken
+            in its place without a word, the message names the newest one that has a ``last.ckpt``.
+    """
+    runs = sorted(
+        (int(match.group(1)), folder) for folder in Path(save_dir, name).glob("version_*")
+        if (match := re.fullmatch(r"version_(\d+)", folder.name))
+        and ((folder / "config.yaml").is_file() or (folder / "checkpoints").is_dir())
+    )
+    if not runs:
         return None
-    version, path = max(found)
-    return path, version
+    lasts = [(folder / "checkpoints" / "last.ckpt", version) for version, folder in reversed(runs)]
+    if lasts[0][0].is_file():
+        return lasts[0]
+    older = [path for path, _ in lasts[1:] if path.is_file()]
+    folder = lasts[0][0].parent.parent
+    what = f"to continue an older run, pass its file: --ckpt_path {older[0]}" if older else \
+        "no earlier run has one either; start a new run without --ckpt_path"
+    raise UserError(f"--ckpt_path last: the newest run, {folder}, has no last.ckpt (it stopped before its first "
+                    f"save); {what}")
 
 
 def _is_checkpoint_file(ckpt_path: str | Path | None) -> bool:
@@ -88,9 +102,13 @@ class PINNCLI(LightningCLI):
 
     def parse_arguments(self, parser, args: ArgsType) -> None:
         """Parse; when ``--ckpt_path FILE`` comes without a config, start from the config stored in FILE."""
+        argv = None if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
+        if argv is not None:
+            check_config_files(argv)
         super().parse_arguments(parser, args)
+        self._quiet_seed()
         sub = self.config.get("subcommand")
-        if sub is None or isinstance(args, (dict, Namespace)):
+        if sub is None or argv is None:
             return
         ckpt_path = self.config[sub].get("ckpt_path")
         given = self.config.get("config") or self.config[sub].get("config")
@@ -99,21 +117,38 @@ class PINNCLI(LightningCLI):
         stored = load_checkpoint(ckpt_path).get("config")
         if not stored:
             raise CheckpointError(f"{ckpt_path}: holds no run config (not written by `pinn fit`); pass one with -c.")
-        argv = list(sys.argv[1:] if args is None else args)
         at = argv.index(sub) + 1
         self.config = parser.parse_args([*argv[:at], "--config", stored, *argv[at:]])  # the command line wins
+        self._quiet_seed()
+
+    def _quiet_seed(self) -> None:
+        """Take ``seed_everything`` out of Lightning's hands: it would log "Seed set to N" before the classes are
+        built, a line of noise before any error they raise. :meth:`before_instantiate_classes` seeds instead, at the
+        same point, and the line comes once everything is built."""
+        sub = self.config.get("subcommand")
+        config = self.config[sub] if sub else self.config
+        self._seed = config.get("seed_everything")
+        config.seed_everything = False
 
     def _parse_ckpt_path(self) -> None:
         """Disabled: LightningCLI's version reads the checkpoint unverified and silently puts its model
         hyper-parameters over the given config; here the stored config is used only when none is given, and a
-        checkpoint that does not fit the config is an error (``after_instantiate_classes``)."""
+        checkpoint that does not fit the config is an error (``instantiate_trainer``)."""
 
     def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self._seed is not False:  # as LightningCLI would: True picks a seed, and the config records it
+            seed = None if self._seed is True else self._seed
+            config.seed_everything = seed_everything(seed, workers=True, verbose=False)
         if self.subcommand in ("validate", "test", "predict"):
             # the run's config.yaml records how it was trained; evaluating a checkpoint must not overwrite it
             self.save_config_callback = None
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("ckpt_path") != "last":
+            if not config.get("ckpt_path"):
+                # stacklevel 5 is LightningCLI.__init__: Lightning prints warnings from its own files in one line
+                rank_zero_warn(f"pinn {self.subcommand} without --ckpt_path scores an untrained network (its initial "
+                               "weights); pass --ckpt_path last or a checkpoint file.", stacklevel=5)
+        self._last = config.get("ckpt_path") == "last"
+        if not self._last:
             return
         logger = config.trainer.get("logger")
         init = logger.get("init_args") if hasattr(logger, "get") else None
@@ -122,25 +157,64 @@ class PINNCLI(LightningCLI):
         found = find_last_checkpoint(save_dir, name)
         if found is None:
             raise UserError(
-                f"--ckpt_path last: no last.ckpt under {Path(save_dir, name)}/version_*/checkpoints/. "
-                "Start a new run without --ckpt_path, or give the checkpoint file."
+                f"--ckpt_path last: no last.ckpt under {Path(save_dir, name)}/version_*/checkpoints/ (no run yet); "
+                "start a new run without --ckpt_path, or give the checkpoint file."
             )
         path, version = found
         config.ckpt_path = str(path)
         if init is not None:
             init["version"] = version  # continue writing into the same TensorBoard folder
 
-    def after_instantiate_classes(self) -> None:
-        """Verify the checkpoint and its fit to the model now, before the trainer writes anything."""
-        ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
-        if _is_checkpoint_file(ckpt_path):  # "last" is a file by now (before_instantiate_classes)
-            check_state_dict(load_checkpoint(ckpt_path)["state_dict"], self.model.state_dict(), ckpt_path)
-
     def instantiate_trainer(self, **kwargs):
-        trainer = super().instantiate_trainer(**kwargs)
+        """Check what only fails once training starts (the optimizer's arguments, the checkpoint's fit to the
+        model) before the trainer exists, so nothing is written; the trainer's own argument checks become one-line
+        errors naming the key."""
+        self._check_optimizer()
+        self._check_checkpoint()
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:
+            trainer_keys = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
+            key = next((f"trainer.{k}" for k in re.findall(r"`(\w+)`", str(err)) if k in trainer_keys), "trainer")
+            raise UserError(f"{key}: {err}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not when a config picks its own
             trainer.strategy.checkpoint_io = VerifiedCheckpointIO()
         return trainer
+
+    def _check_optimizer(self) -> None:
+        """Build the optimizer and scheduler once, on the model's parameter groups, and throw them away."""
+        model = self.model
+        factory = getattr(model, "optimizer_factory", None)
+        if factory is None:
+            return
+        try:
+            optimizer = factory(model.param_groups())
+        except (ValueError, TypeError) as err:
+            raise UserError(f"model.optimizer: {err}") from None
+        if getattr(model, "scheduler_factory", None) is not None:
+            try:
+                model.scheduler_factory(optimizer)
+            except (ValueError, TypeError) as err:
+                raise UserError(f"model.scheduler: {err}") from None
+
+    def _check_checkpoint(self) -> None:
+        """Verify the checkpoint and its fit to the model."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
+        if not _is_checkpoint_file(ckpt_path):  # "last" is a file by now (before_instantiate_classes)
+            return
+        try:
+            check_state_dict(load_checkpoint(ckpt_path)["state_dict"], self.model.state_dict(), ckpt_path)
+        except CheckpointError as err:
+            if not self._last:
+                raise
+            # without -c, `last` would look for the run in the default folder: the advice needs the file itself
+            raise CheckpointError(f"{err} With -c dropped, name the file instead of `last`: --ckpt_path {ckpt_path}"
+                                  ) from None
+
+    def after_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self._seed is not False:
+            rank_zero_info(f"Seed set to {config.seed_everything}")
 
 
 def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
@@ -160,6 +234,8 @@ def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
         },
         save_config_callback=SaveConfigToCheckpoint,
         save_config_kwargs={"overwrite": True},
+        parser_class=PINNArgumentParser,
+        auto_configure_optimizers=False,  # no top-level --optimizer/--lr_scheduler: model.optimizer is the one way
     )
 
 

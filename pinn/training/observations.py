@@ -181,8 +181,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
     with open(path, newline="") as f:
         reader = csv.reader(f)
-        # (line number, fields); blank lines carry no sample
-        rows = [(reader.line_num, r) for r in reader if r and any(cell.strip() for cell in r)]
+        # (line number, fields); blank lines carry no sample, but a row of bare commas is a sample without values
+        rows = [(reader.line_num, r) for r in reader if len(r) > 1 or (r and r[0].strip())]
     if not rows:
         raise ValueError(f"observation file {path} is empty; it needs a header line 'x,y,t,u,v' and samples.")
     header = [cell.strip() for cell in rows[0][1]]
@@ -193,6 +193,8 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
     index = {c: header.index(c) for c in COLUMNS}
     values = np.empty((len(rows) - 1, len(COLUMNS)))
     for i, (line, row) in enumerate(rows[1:]):
+        if not any(cell.strip() for cell in row):
+            raise ValueError(f"observation file {path}: line {line} has no values; fill in x, y, t, u, v or delete it.")
         if len(row) != len(header):
             raise ValueError(f"observation file {path}: line {line} has {len(row)} fields, the header has "
                              f"{len(header)}.")
