@@ -1,5 +1,6 @@
 """Physics-informed neural networks for 2D elastic waves on PyTorch Lightning."""
 
+from pinn.io.loading import load
 from pinn.networks.derivatives import Fields, autograd_fields, compute_fields, taylor_fields
 from pinn.networks.mlp import MLP
 from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
@@ -22,6 +23,6 @@ __all__ = [
     "Domain", "ElasticDataModule", "ElasticPINN", "Fields", "FileObservations", "LossWeights", "MLP", "Manufactured",
     "Material", "Observations", "PersistentAdam", "PlaneWaves", "Problem", "ResampleRule", "ResidualResampling",
     "StatelessAdam", "SyntheticObservations", "TrainableMaterial", "Unknowns", "Wave", "autograd_fields",
-    "compute_fields", "persistent_adam", "read_observations", "residual", "strain", "stress", "taylor_fields",
+    "compute_fields", "load", "persistent_adam", "read_observations", "residual", "strain", "stress", "taylor_fields",
     "traction", "write_observations",
 ]

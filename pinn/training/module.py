@@ -53,6 +53,22 @@ def _config(cls, value):
     return cls(**value) if isinstance(value, dict) else value
 
 
+def _problem_difference(a: Problem, b: Problem) -> str:
+    """How two problem objects differ where it shows cheaply (type, domain, material at a few points), else ''."""
+    if type(a) is not type(b):
+        return f"{type(a).__name__} and {type(b).__name__}"
+    if (a.domain.lower, a.domain.upper) != (b.domain.lower, b.domain.upper):
+        return f"domains {a.domain} and {b.domain}"
+    xy = torch.tensor(a.domain.lower[:2], dtype=torch.float64) + torch.rand(
+        16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * torch.tensor(
+        [a.domain.upper[0] - a.domain.lower[0], a.domain.upper[1] - a.domain.lower[1]], dtype=torch.float64)
+    ma, mb = a.material_at(xy), b.material_at(xy)
+    for name in NAMES:
+        if not torch.allclose(torch.as_tensor(getattr(ma, name)), torch.as_tensor(getattr(mb, name))):
+            return f"different {name}"
+    return ""
+
+
 def _mse(a: Tensor, b: Tensor) -> Tensor:
     """Mean over points of the squared Euclidean distance of ``(N, 2)`` vectors."""
     return ((a - b) ** 2).sum(-1).mean()
@@ -152,6 +168,24 @@ class ElasticPINN(L.LightningModule):
         if self.unknowns is not None and self.unknowns.trainable:
             check_identifiable(self.problem, self.unknowns)
             self.trainable_material = TrainableMaterial(self.problem.material, self.unknowns)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
+        """With ``problem=...`` Lightning's loader with that problem; without, :func:`pinn.load`, which rebuilds the
+        problem from the run's config stored in the checkpoint (not a default problem)."""
+        if "problem" in kwargs:
+            return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
+        from pinn.io.loading import load
+
+        return load(checkpoint_path, map_location or "cpu")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "problem", self.problem) is not self.problem:
+            mismatch = _problem_difference(self.problem, datamodule.problem)
+            if mismatch:
+                raise ValueError(f"the model and the data module hold different problems ({mismatch}): build both "
+                                 "from one problem object (the CLI links data.problem into the model).")
 
     @property
     def material(self):
