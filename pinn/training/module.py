@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -14,64 +14,15 @@ from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
-from pinn.physics.elasticity import absorbing_residual, residual, traction
+from pinn.physics.elasticity import residual
 from pinn.physics.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.compiled import CompiledLoss
+from pinn.training.losses import LossWeights, boundary_loss, config_of, mse, problem_difference
 from pinn.training.metrics import RelativeL2
 from pinn.training.stages import LBFGSStage, advance_stage
-
-
-@dataclass
-class LossWeights:
-    """Weights of the loss terms; the training loss is their weighted sum.
-
-    Args:
-        pde: Navier-Cauchy residual (mean over interior points of |r|^2).
-        bc: Dirichlet boundary displacement.
-        ic_disp: Initial displacement.
-        ic_vel: Initial velocity.
-        data: Observed displacements (inverse problems).
-    """
-
-    pde: float = 1.0
-    bc: float = 1.0
-    ic_disp: float = 1.0
-    ic_vel: float = 1.0
-    data: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not value >= 0:
-                raise ValueError(f"model.loss_weights.{name}={value} must be >= 0.")
-
-
-def _config(cls, value):
-    """A settings dataclass from YAML (a dict), as given (an instance), or ``None``."""
-    return cls(**value) if isinstance(value, dict) else value
-
-
-def _problem_difference(a: Problem, b: Problem) -> str:
-    """How two problem objects differ where it shows cheaply (type, domain, material at a few points), else ''."""
-    if type(a) is not type(b):
-        return f"{type(a).__name__} and {type(b).__name__}"
-    if (a.domain.lower, a.domain.upper) != (b.domain.lower, b.domain.upper):
-        return f"domains {a.domain} and {b.domain}"
-    xy = torch.tensor(a.domain.lower[:2], dtype=torch.float64) + torch.rand(
-        16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * torch.tensor(
-        [a.domain.upper[0] - a.domain.lower[0], a.domain.upper[1] - a.domain.lower[1]], dtype=torch.float64)
-    ma, mb = a.material_at(xy), b.material_at(xy)
-    for name in NAMES:
-        if not torch.allclose(torch.as_tensor(getattr(ma, name)), torch.as_tensor(getattr(mb, name))):
-            return f"different {name}"
-    return ""
-
-
-def _mse(a: Tensor, b: Tensor) -> Tensor:
-    """Mean over points of the squared Euclidean distance of ``(N, 2)`` vectors."""
-    return ((a - b) ** 2).sum(-1).mean()
 
 
 class ElasticPINN(L.LightningModule):
@@ -135,19 +86,19 @@ class ElasticPINN(L.LightningModule):
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
         self.problem = problem or PlaneWaves([Wave()])
         self.scales = self.problem.scales
-        fourier = _config(FourierFeatures, fourier)
-        factorization = _config(Factorization, factorization)
+        fourier = config_of(FourierFeatures, fourier)
+        factorization = config_of(Factorization, factorization)
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
                        input_scale=input_scale, output_scale=self.scales.displacement, fourier=fourier,
                        factorization=factorization)
         # plain data in hparams, so checkpoints load with weights_only
         self.hparams["fourier"] = None if fourier is None else asdict(fourier)
         self.hparams["factorization"] = None if factorization is None else asdict(factorization)
-        self.lbfgs = _config(LBFGSStage, lbfgs)
+        self.lbfgs = config_of(LBFGSStage, lbfgs)
         self.hparams["lbfgs"] = None if lbfgs is None else asdict(self.lbfgs)
         self.stage = "adam"  # the optimizer stage the run is in ("adam": the configured optimizer, or "lbfgs")
         self.points_version = 0  # the data module's pool version when the L-BFGS history began
-        balancing = _config(GradNormBalancing, balancing)
+        balancing = config_of(GradNormBalancing, balancing)
         self.hparams["balancing"] = None if balancing is None else asdict(balancing)
         self.balancer = None if balancing is None else Balancer(list(asdict(LossWeights())), balancing)
         self.weights = LossWeights(**loss_weights) if isinstance(loss_weights, dict) else loss_weights or LossWeights()
@@ -182,7 +133,7 @@ class ElasticPINN(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "problem", self.problem) is not self.problem:
-            mismatch = _problem_difference(self.problem, datamodule.problem)
+            mismatch = problem_difference(self.problem, datamodule.problem)
             if mismatch:
                 raise ValueError(f"the model and the data module hold different problems ({mismatch}): build both "
                                  "from one problem object (the CLI links data.problem into the model).")
@@ -216,30 +167,8 @@ class ElasticPINN(L.LightningModule):
             return self.pde_residual(xyt).norm(dim=-1)
 
     def boundary_loss(self, xyt: Tensor) -> Tensor:
-        """Mean squared misfit of each boundary point's condition (:class:`~pinn.problems.problem.Boundaries`),
-        displacements divided by U and tractions by S U / L (:mod:`pinn.physics.units`)."""
-        p, s = self.problem, self.scales
-        kinds = p.boundaries.kinds()
-        if all(k == "exact" for k in kinds):  # closed-form problems: Dirichlet data everywhere
-            return _mse(self.net(xyt), p.boundary_displacement(xyt)) / s.displacement**2
-        edge = p.domain.edge_index(xyt)  # (N,)
-        on = {kind: torch.tensor([k == kind for k in kinds], device=edge.device)[edge] for kind in set(kinds)}  # (N,)
-        if not ({"free", "absorbing"} & set(kinds)):
-            f = self.fields(xyt, "value")
-        else:
-            f = self.fields(xyt, "gradient")
-        disp = f.displacement  # (N, 2)
-        if "exact" in on:
-            disp = disp - torch.where(on["exact"][:, None], p.displacement(xyt), 0.0)
-        miss = disp / s.displacement  # fixed and exact edges
-        if "free" in on or "absorbing" in on:
-            normal = p.domain.outward_normal(xyt)
-            material = self.material_at(xyt[:, :2])
-            if "free" in on:
-                miss = torch.where(on["free"][:, None], traction(f, material, normal) / s.traction, miss)
-            if "absorbing" in on:
-                miss = torch.where(on["absorbing"][:, None], absorbing_residual(f, material, normal) / s.traction, miss)
-        return (miss**2).sum(-1).mean()
+        """Mean squared misfit of each boundary point's condition (:func:`~pinn.training.losses.boundary_loss`)."""
+        return boundary_loss(self, xyt)
 
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss terms of one batch of points, each non-dimensional (divided by its scale)."""
@@ -256,12 +185,12 @@ class ElasticPINN(L.LightningModule):
         terms = {
             "pde": pde,
             "bc": self.boundary_loss(boundary),
-            "ic_disp": _mse(f_ic.displacement, p.initial_displacement(initial)) / s.displacement**2,
-            "ic_vel": _mse(f_ic.velocity, p.initial_velocity(initial)) / s.velocity**2,
+            "ic_disp": mse(f_ic.displacement, p.initial_displacement(initial)) / s.displacement**2,
+            "ic_vel": mse(f_ic.velocity, p.initial_velocity(initial)) / s.velocity**2,
         }
         if "observations" in batch:
             observed = batch["observations"]  # (M, 5) columns x, y, t, u, v
-            terms["data"] = _mse(self.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
+            terms["data"] = mse(self.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
         return terms
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
