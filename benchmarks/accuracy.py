@@ -35,17 +35,18 @@ CONFIG = str(ROOT / "configs" / "plane_wave.yaml")
 # What each technique adds, as command-line overrides of configs/plane_wave.yaml. The Adam-only baseline is the main
 # job without its L-BFGS stage and without its Fourier features.
 BASE = ["--model.lbfgs", "null", "--model.fourier", "null"]
-LBFGS = ["--model.lbfgs.start_step", "1000", "--model.lbfgs.max_iter", "10"]
+LBFGS = ["--model.lbfgs.start_step", "500", "--model.lbfgs.max_iter", "10", "--model.lbfgs.history_size", "50"]
 VARIANTS: dict[str, tuple[list[str], float]] = {  # name: (overrides, budget in seconds)
     "adam": (BASE, 180),
     "adam + causal": (BASE + ["--model.causal.slices", "16", "--model.causal.epsilon", "1.0"], 180),
     "adam + balancing": (BASE + ["--model.balancing.every", "100"], 180),
     "adam + fourier": (["--model.lbfgs", "null"], 180),
-    "adam + factorization": (BASE + ["--model.factorization.mean", "0.5"], 180),
-    "adam + lbfgs (float32)": (["--model.fourier", "null", *LBFGS], 180),
+    "adam + factorization": (BASE + ["--model.factorization.mean", "1.0"], 180),
+    "adam + lbfgs (float32)": (["--model.fourier", "null", *LBFGS, "--model.lbfgs.float64", "false"], 180),
     "adam + lbfgs (float64)": (["--model.fourier", "null", *LBFGS, "--model.lbfgs.float64", "true"], 180),
     "main job": ([], 600),
     "t in [0, 3]": (["--data.problem.init_args.domain.t", "[0.0, 3.0]", "--data.n_interior", "8192",
+                     "--model.fourier.sigma_time", "3.0",
                      "--data.val_grid", "[41, 41, 31]"], 900),
 }
 MILESTONES = (3.41e-2, 1e-3, 1e-4)
@@ -76,7 +77,8 @@ def run(name: str, overrides: list[str], budget: float, val_every: int, save_dir
     args = ["fit", "-c", CONFIG, *overrides, "--trainer.logger.init_args.save_dir", save_dir,
             "--trainer.logger.init_args.name", name.replace(" ", "_"), "--trainer.enable_progress_bar", "false",
             "--trainer.max_steps", "1000000", "--data.steps_per_epoch", str(val_every),
-            "--trainer.check_val_every_n_epoch", "1", "--checkpoint.every_n_train_steps", "1000000"]
+            "--trainer.check_val_every_n_epoch", "1", "--checkpoint.every_n_train_steps", "1000000",
+            "--val_figures.every_n_validations", "0", "--residual_histogram.every_n_validations", "0"]
     cli = cli_main(args, run=False)
     cli.trainer.callbacks.append(clock)
     cli.trainer.fit(cli.model, cli.datamodule)
@@ -96,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--budget", type=float, default=None, help="seconds per run (default: each variant's own)")
-    parser.add_argument("--val-every", type=int, default=20, help="steps between validations")
+    parser.add_argument("--val-every", type=int, default=10, help="steps between validations")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--save-dir", default="lightning_logs/accuracy")
     parser.add_argument("--json", default=None, help="also write the results, curves included, to this file")
