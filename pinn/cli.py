@@ -93,7 +93,7 @@ class PINNCLI(LightningCLI):
         parser.add_lightning_class_args(StepProgressBar, "progress_bar")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
-    def _instantiate_trainer(self, config: dict, callbacks: list):
+    def _instantiate_trainer(self, config: dict, callbacks: list):  # a private hook: see pinn/compat.py
         # the step progress bar gives way to `trainer.enable_progress_bar: false` and to a bar in trainer.callbacks
         own_bar = any(isinstance(c, ProgressBar) for c in config.get("callbacks") or [])
         if own_bar or config.get("enable_progress_bar") is False:

@@ -16,6 +16,8 @@ from pathlib import Path
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 
+from pinn import compat
+
 
 class UserError(ValueError):
     """An error the user can fix (bad value, missing file); the CLI prints it in one line and exits 2."""
@@ -81,8 +83,7 @@ class PINNArgumentParser(LightningArgumentParser):
         if not self.exit_on_error or os.environ.get("PINN_DEBUG"):
             super().error(message, ex)  # nested parsers raise, and jsonargparse catches that
         parser = getattr(ex, "subcommand_parser", None) or self
-        # argparse lists a parser's options only in `_actions`, which jsonargparse itself reads too
-        options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+        options = compat.long_options(parser)
         print(f"pinn: error: {usage_error(message, options)}", file=sys.stderr)
         self.exit(2)
 

@@ -32,16 +32,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
+import fsspec.utils
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol, get_filesystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
+from pinn import compat
 from pinn.io.interrupts import Interrupted, SignalLatch
 
 FORMAT_VERSION = 1
@@ -103,7 +105,7 @@ def atomic_write(path: str | PurePath, data: bytes) -> None:
     survives a power cut. Other filesystems (``s3://`` ...) write the object in one upload.
     """
     fs = get_filesystem(path)
-    if not _is_local_file_protocol(str(path)):
+    if fsspec.utils.get_protocol(str(path)) != "file":
         with fs.open(str(path), "wb") as f:
             f.write(data)
         return
@@ -340,12 +342,11 @@ class RunCheckpoint(ModelCheckpoint):
         # Lightning resumes a checkpoint taken just before a scheduled validation as if that validation had run;
         # so when one follows this batch, last.ckpt is written after it instead (on_validation_end). The question
         # is asked of the epoch loop itself, which decides it with the same call right after this hook.
-        epoch_loop = trainer.fit_loop.epoch_loop
-        if epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+        if compat.validation_due(trainer):
             return
-        n = self._every_n_train_steps
-        if n >= 1 and not trainer.global_step % n and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        n = compat.every_n_train_steps(self)
+        if n >= 1 and not trainer.global_step % n and not compat.should_skip_saving(self, trainer):
+            compat.save_last(self, trainer, compat.monitor_candidates(self, trainer))
         self._save_if_interrupted(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -354,25 +355,26 @@ class RunCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        candidates = self._monitor_candidates(trainer)
+        candidates = compat.monitor_candidates(self, trainer)
         if self.monitor is None or self.monitor in candidates:
-            self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)  # again: it carries the updated ranking
+            compat.save_top_k(self, trainer, candidates)
+        compat.save_last(self, trainer, candidates)  # again: it carries the updated ranking
         self._save_if_interrupted(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last and not trainer.fast_dev_run and compat.last_saved_step(self) != trainer.global_step:
+            compat.save_last(self, trainer, compat.monitor_candidates(self, trainer))
         self._latch.uninstall()
         self._stop_if_interrupted()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if getattr(self, "_latch", None) is not None:
             self._latch.uninstall()
-        if isinstance(exception, Interrupted) or not self._should_save_on_exception(trainer):
+        if isinstance(exception, Interrupted) or not compat.should_save_on_exception(self, trainer):
             return
         # Not last.ckpt, nor a name with a score: the state is the one the error left, possibly mid-step.
-        self._save_checkpoint(trainer, str(Path(self.dirpath, f"exception-step={trainer.global_step}.ckpt")))
+        path = Path(self.dirpath, f"exception-step={trainer.global_step}.ckpt")
+        trainer.save_checkpoint(path, self.save_weights_only)
 
     def _save_if_interrupted(self, trainer) -> None:
         """At a safe point: when a signal came (on any process), write last.ckpt here and stop at the next hook.
@@ -382,13 +384,14 @@ class RunCheckpoint(ModelCheckpoint):
         if self._stopping or not self._latch.pending(trainer):
             return
         # (a smoke test, fast_dev_run, writes no checkpoints)
-        unsaved = self._last_global_step_saved != trainer.global_step or not self.save_last
+        unsaved = compat.last_saved_step(self) != trainer.global_step or not self.save_last
         if unsaved and not trainer.fast_dev_run:
-            candidates = self._monitor_candidates(trainer)
+            candidates = compat.monitor_candidates(self, trainer)
             if self.save_last:
-                self._save_last_checkpoint(trainer, candidates)
+                compat.save_last(self, trainer, candidates)
             else:  # an interrupted run always leaves its resume point
-                self._save_checkpoint(trainer, self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST))
+                last = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
+                trainer.save_checkpoint(last, self.save_weights_only)
         self._stopping = True
         name = signal.Signals(self._latch.code_signal).name
         rank_zero_info(f"{name}: saved {Path(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)} at "
@@ -410,10 +413,8 @@ class SaveConfigToCheckpoint(SaveConfigCallback):
         if not hasattr(self, "_yaml"):
             config = self.config.clone()
             config.ckpt_path = None
-            try:  # keep null values: a null that overrides a non-null default must survive the round trip
-                self._yaml = self.parser.dump(config, skip_unset=False)  # jsonargparse >= 4.49
-            except TypeError:
-                self._yaml = self.parser.dump(config, skip_none=False)
+            # keep null values: a null that overrides a non-null default must survive the round trip
+            self._yaml = self.parser.dump(config, skip_unset=False)
         checkpoint["config"] = self._yaml
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from pinn import compat
+
 _REQUEUE = getattr(signal, "SIGUSR1", None)  # Lightning's default SLURM requeue signal (absent on Windows)
 
 
@@ -57,8 +59,7 @@ class SignalLatch:
             signals.append(_REQUEUE)
         # Processes started by Lightning's launcher (DDP from one command) do not see a SIGTERM sent to this one;
         # Lightning's own handler, replaced here, forwards it to them, so this one does too.
-        launcher = trainer.strategy.launcher
-        self._forward = getattr(launcher, "kill", None) if launcher is not None else None
+        self._forward = compat.launcher_kill(trainer)
         for signum in signals:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from pinn import compat
 from pinn.io.figures import field_figure, to_rgb
 
 VAL_METRICS = ("val/rel_l2", "val/rel_l2_u", "val/rel_l2_v")
@@ -182,7 +183,7 @@ class HParamsSummary(Callback):
         params = self.collect(trainer, pl_module)
         summaries = hparams_summary(params, dict.fromkeys(self.metrics, 0.0))  # only the tags are used
         for writer in summary_writers(trainer):
-            file_writer = writer._get_file_writer()  # hparams summaries go into the run's own event file
+            file_writer = compat.event_file_writer(writer)  # hparams summaries go into the run's own event file
             for summary in summaries:
                 file_writer.add_summary(summary)
 

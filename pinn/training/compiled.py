@@ -6,8 +6,9 @@ import warnings
 from collections.abc import Callable, Iterable
 
 import torch
-import torch._functorch.config
 from torch import Tensor
+
+from pinn import compat
 
 
 def _reason(err: BaseException) -> str:
@@ -44,7 +45,7 @@ class CompiledLoss:
         # kernel cache stays on, so a second run still skips most of the compiling. The setting is process-wide (the
         # backward of a recompiled loss is compiled later, inside the caller's backward, so a scoped patch would miss
         # it); it is made only when compiling is asked for.
-        torch._functorch.config.enable_autograd_cache = False
+        compat.disable_autograd_cache()
         try:
             self.compiled = torch.compile(fn, backend=backend)
         except Exception as err:  # e.g. a Python version or platform that torch.compile does not support

@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from pinn import compat
 from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
@@ -196,7 +197,7 @@ class ElasticPINN(L.LightningModule):
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Loggers take their step from this loop counter, which Lightning bumps by one when it restarts from a
         # checkpoint saved at validation end; tying it to the optimizer step makes a resumed curve join without a gap.
-        self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+        compat.set_logging_step(self.trainer, self.trainer.global_step)
         if self.lbfgs is not None:
             advance_stage(self)
 
