@@ -19,6 +19,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from pinn.io.checkpointing import load_checkpoint
 from pinn.io.figures import field_figure, relative_l2
+from pinn.io.loading import load
 from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures, flatten_hparams
 from pinn.physics.elasticity import residual
 from pinn.problems.closed_form import PlaneWaves, Wave
@@ -30,7 +31,8 @@ TINY = [
     "--trainer.max_steps", "6", "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1",
     "--data.steps_per_epoch", "3", "--data.n_interior", "64", "--data.n_boundary", "32", "--data.n_initial", "32",
     "--data.val_grid", "[9, 9, 3]", "--model.width", "8", "--model.depth", "2", "--val_figures.resolution", "[16, 12]",
-    "--trainer.accelerator", "cpu",
+    "--trainer.accelerator", "cpu", "--val_figures.every_n_validations", "1",
+    "--residual_histogram.every_n_validations", "1",
 ]
 
 
@@ -45,10 +47,7 @@ def fit_tiny(save_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def load_model(ckpt: Path) -> tuple[ElasticPINN, dict]:
     state = load_checkpoint(ckpt)
-    data = ElasticDataModule(problem=reference_problem())
-    model = ElasticPINN(problem=data.problem, width=8, depth=2)
-    model.load_state_dict(state["state_dict"])
-    return model.eval(), state
+    return load(ckpt), state  # the run's own network (the config's Fourier features included) and problem
 
 
 def reference_problem() -> PlaneWaves:

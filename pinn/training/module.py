@@ -153,7 +153,8 @@ class ElasticPINN(L.LightningModule):
         return self.net(xyt.to(self.dtype))
 
     def fields(self, xyt: Tensor, order: str):
-        return compute_fields(self.net, xyt, order, self.engine)
+        """:class:`~pinn.networks.derivatives.Fields` of the network at ``xyt`` (read in the model's dtype)."""
+        return compute_fields(self.net, xyt.to(self.dtype), order, self.engine)
 
     def pde_residual(self, xyt: Tensor) -> Tensor:
         """Residual ``(N, 2)`` of the network at interior points ``(N, 3)``, in SI (N/m^3)."""
