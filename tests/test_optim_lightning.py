@@ -90,7 +90,7 @@ def test_cli_reports_damaged_optimizer_state_in_one_line(checkpoint, tmp_path, m
     save_checkpoint(saved, bad)  # with a valid checksum: the damage is in the content
     # the checkpoint's weights are for width 8, depth 2 with PersistentAdam(amsgrad=True): build the same model
     args = ["pinn", "fit", "-c", str(CONFIGS / "plane_wave.yaml"), *TINY_CLI, "--model.depth", "2",
-            "--model.optimizer.amsgrad", "true", "--trainer.max_steps", "6", "--trainer.logger", "false",
+            "--model.fourier", "null", "--model.optimizer.amsgrad", "true", "--trainer.max_steps", "6", "--trainer.logger", "false",
             "--ckpt_path", str(bad)]
     monkeypatch.setattr(sys, "argv", args)
     monkeypatch.delenv("PINN_DEBUG", raising=False)
@@ -126,5 +126,5 @@ def test_cli_default_is_persistent_adam_and_the_cosine_overlay_composes(tmp_path
     assert type(optimizer) is PersistentAdam and optimizer.defaults["lr"] == 0.001
     scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
     assert type(scheduler) is torch.optim.lr_scheduler.CosineAnnealingLR
-    assert scheduler.T_max == 2000 and scheduler.eta_min == 1e-5
-    assert scheduler.T_max == cli.config.fit.trainer.max_steps  # the overlay's advice holds for the base config
+    assert scheduler.T_max == 500 and scheduler.eta_min == 1e-5
+    assert scheduler.T_max == cli.model.lbfgs.start_step  # the overlay's advice holds for the base config
