@@ -74,7 +74,7 @@ class Clock(L.Callback):
 
 def run(name: str, overrides: list[str], budget: float, val_every: int, save_dir: str) -> dict:
     clock = Clock(budget)
-    args = ["fit", "-c", CONFIG, *overrides, "--trainer.logger.init_args.save_dir", save_dir,
+    args = ["-c", CONFIG, *overrides, "--trainer.logger.init_args.save_dir", save_dir,
             "--trainer.logger.init_args.name", name.replace(" ", "_"), "--trainer.enable_progress_bar", "false",
             "--trainer.max_steps", "1000000", "--data.steps_per_epoch", str(val_every),
             "--trainer.check_val_every_n_epoch", "1", "--checkpoint.every_n_train_steps", "1000000",

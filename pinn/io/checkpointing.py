@@ -412,7 +412,8 @@ class SaveConfigToCheckpoint(SaveConfigCallback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         if not hasattr(self, "_yaml"):
             config = self.config.clone()
-            config.ckpt_path = None
+            if "ckpt_path" in config:  # absent when the CLI was built with run=False (no subcommand)
+                config.ckpt_path = None
             # keep null values: a null that overrides a non-null default must survive the round trip
             self._yaml = self.parser.dump(config, skip_unset=False)
         checkpoint["config"] = self._yaml
