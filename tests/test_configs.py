@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from pinn.cli import cli_main
-from pinn.networks.mlp import FourierFeatures
 from pinn.problems.closed_form import PlaneWaves
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
@@ -39,8 +38,8 @@ def test_reference_config_is_the_reference_problem(tmp_path, monkeypatch):
                      ("S", 1.2, pytest.approx(6.283185307179586), 1.0, 0.0)]
     assert (dm.n["interior"], dm.n["boundary"], dm.n["initial"], dm.val_grid) == (4096, 1024, 1024, (41, 41, 11))
     assert (model.hparams.width, model.hparams.depth, model.hparams.activation) == (64, 3, "tanh")
-    assert model.net.fourier == FourierFeatures(32, 1.0, 1.0) and model.net.frequencies.shape == (32, 3)
-    assert model.lbfgs == LBFGSStage(start_step=500, max_iter=10, history_size=50, float64=True)
+    assert model.net.fourier is None
+    assert model.lbfgs == LBFGSStage(start_step=500, max_iter=10, history_size=50, float64=False)
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     assert type(optimizer).__name__ == "PersistentAdam" and optimizer.defaults["lr"] == 1e-3
