@@ -60,7 +60,7 @@ def build(engine: str, compile: bool, device: str) -> tuple[ElasticPINN, Callabl
     problem = PlaneWaves([Wave("P", 0.3, 2 * math.pi), Wave("S", 1.2, 2 * math.pi)], material=Material(1.0, 0.5, 1.0))
     data = ElasticDataModule(problem, n_interior=4096, n_boundary=1024, n_initial=1024, seed=0)
     data.setup("fit")
-    batch = {k: v.to(device) for k, v in data.batch(0).items()}
+    batch = {k: v.to(device, torch.float32) for k, v in data.batch(0).items()}  # the points, in the model dtype
     torch.manual_seed(0)
     model = ElasticPINN(problem, width=64, depth=4, activation="tanh", engine=engine, compile=compile).to(device)
     optimizer = PersistentAdam(model.parameters(), lr=1e-3)
@@ -88,7 +88,7 @@ def build_config(device: str) -> tuple[ElasticPINN, Callable[[], None], Callable
     cli = cli_main(["-c", str(Path(__file__).resolve().parents[1] / "configs" / "plane_wave.yaml")], run=False)
     model, data = cli.model.to(device), cli.datamodule
     data.setup("fit")
-    batch = {k: v.to(device) for k, v in data.batch(0).items()}
+    batch = {k: v.to(device, torch.float32) for k, v in data.batch(0).items()}  # the points, in the model dtype
     optimizer = PersistentAdam(model.parameters(), lr=1e-3)
 
     def step() -> None:
