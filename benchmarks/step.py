@@ -55,14 +55,19 @@ def name(engine: str, compile: bool) -> str:
 
 def build(engine: str, compile: bool, device: str) -> tuple[ElasticPINN, Callable[[], None], Callable[[], None]]:
     """The reference model and batch on ``device``; returns (the model, one training step, one plain forward)."""
-    if engine == "config":
-        return build_config(device)
-    problem = PlaneWaves([Wave("P", 0.3, 2 * math.pi), Wave("S", 1.2, 2 * math.pi)], material=Material(1.0, 0.5, 1.0))
-    data = ElasticDataModule(problem, n_interior=4096, n_boundary=1024, n_initial=1024, seed=0)
+    if engine == "config":  # the model and first batch of `pinn fit -c configs/plane_wave.yaml`
+        from pinn.cli import cli_main
+
+        cli = cli_main(["-c", str(Path(__file__).resolve().parents[1] / "configs" / "plane_wave.yaml")], run=False)
+        model, data = cli.model.to(device), cli.datamodule
+    else:
+        problem = PlaneWaves([Wave("P", 0.3, 2 * math.pi), Wave("S", 1.2, 2 * math.pi)],
+                             material=Material(1.0, 0.5, 1.0))
+        data = ElasticDataModule(problem, n_interior=4096, n_boundary=1024, n_initial=1024, seed=0)
+        torch.manual_seed(0)
+        model = ElasticPINN(problem, width=64, depth=4, activation="tanh", engine=engine, compile=compile).to(device)
     data.setup("fit")
     batch = {k: v.to(device, torch.float32) for k, v in data.batch(0).items()}  # the points, in the model dtype
-    torch.manual_seed(0)
-    model = ElasticPINN(problem, width=64, depth=4, activation="tanh", engine=engine, compile=compile).to(device)
     optimizer = PersistentAdam(model.parameters(), lr=1e-3)
 
     def closure() -> torch.Tensor:
@@ -72,32 +77,6 @@ def build(engine: str, compile: bool, device: str) -> tuple[ElasticPINN, Callabl
         return loss
 
     def step() -> None:
-        optimizer.step(closure)
-
-    @torch.no_grad()
-    def forward() -> None:
-        model.net(batch["interior"])
-
-    return model, step, forward
-
-
-def build_config(device: str) -> tuple[ElasticPINN, Callable[[], None], Callable[[], None]]:
-    """The model and first batch of ``pinn fit -c configs/plane_wave.yaml``, one Adam step of it."""
-    from pinn.cli import cli_main
-
-    cli = cli_main(["-c", str(Path(__file__).resolve().parents[1] / "configs" / "plane_wave.yaml")], run=False)
-    model, data = cli.model.to(device), cli.datamodule
-    data.setup("fit")
-    batch = {k: v.to(device, torch.float32) for k, v in data.batch(0).items()}  # the points, in the model dtype
-    optimizer = PersistentAdam(model.parameters(), lr=1e-3)
-
-    def step() -> None:
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            loss, _ = model.training_loss(batch)
-            loss.backward()
-            return loss
-
         optimizer.step(closure)
 
     @torch.no_grad()
