@@ -26,6 +26,7 @@ from pinn.io.checkpointing import (
     check_state_dict,
     load_checkpoint,
 )
+from pinn.io.material_maps import MaterialMaps
 from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
 from pinn.io.prediction import PredictionWriter
 from pinn.training.data import ElasticDataModule
@@ -89,6 +90,7 @@ class PINNCLI(LightningCLI):
         # monitoring and outputs, each configurable under its own key (e.g. `val_figures: {every_n_validations: 5}`)
         parser.add_lightning_class_args(ValidationFigures, "val_figures")
         parser.add_lightning_class_args(ResidualHistogram, "residual_histogram")
+        parser.add_lightning_class_args(MaterialMaps, "material_maps")
         parser.add_lightning_class_args(HParamsSummary, "hparams_tab")
         parser.add_lightning_class_args(StepProgressBar, "progress_bar")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")

@@ -224,7 +224,8 @@ def test_reference_config_runs_through_the_cli_and_checkpoints_the_material(tmp_
     material = cli.model.trainable_material
     assert torch.equal(ckpt["state_dict"]["trainable_material.raw_lam"], material.raw_lam.detach())
     assert torch.equal(ckpt["state_dict"]["trainable_material.raw_mu"], material.raw_mu.detach())
-    assert ckpt["hyper_parameters"]["unknowns"] == {"lam": 2.0, "mu": 2.0, "rho": None, "lr": 0.01}
+    assert ckpt["hyper_parameters"]["unknowns"] == {"lam": 2.0, "mu": 2.0, "rho": None, "lr": 0.01, "layers": None,
+                                                  "field": None, "start_step": 0}
     observations = ckpt["datamodule_hyper_parameters"]["observations"]
     assert observations["class_path"] == "pinn.training.observations.SyntheticObservations"
     assert observations["init_args"]["noise"] == 0.01 and observations["init_args"]["n_sensors"] == 5

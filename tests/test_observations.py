@@ -68,7 +68,8 @@ def test_sources_record_their_settings_as_plain_data(tmp_path):
     rebuilt = SyntheticObservations(**config["init_args"])
     assert torch.equal(rebuilt.load(plane_waves()), synthetic.load(plane_waves()))
     write_observations(tmp_path / "m.csv", samples())
-    assert FileObservations(str(tmp_path / "m.csv")).config()["init_args"] == {"path": str(tmp_path / "m.csv")}
+    assert FileObservations(str(tmp_path / "m.csv")).config()["init_args"] == {"path": str(tmp_path / "m.csv"),
+                                                                                "quantity": "displacement"}
     dm = ElasticDataModule(plane_waves(), n_interior=8, n_boundary=8, n_initial=8, observations=synthetic)
     assert dm.hparams["observations"] == config  # what a checkpoint stores: plain data, no pickled object
 

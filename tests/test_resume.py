@@ -27,17 +27,19 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pinn.cli import cli_main
 from pinn.io.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
 from pinn.networks.mlp import Factorization, FourierFeatures
+from pinn.physics.inversion import FieldUnknowns, LayerUnknowns
 from pinn.physics.material import Unknowns
-from pinn.physics.media import Layered, Properties
+from pinn.physics.media import Inclusion, Layered, Properties
 from pinn.physics.sources import PointForce, Ricker
 from pinn.problems import Boundaries, Domain, Problem, WaveProblem
 from pinn.problems.closed_form import PlaneWaves, Wave
+from pinn.problems.receivers import ReceiverLine, Receivers
 from pinn.problems.reference import ReferenceSettings
 from pinn.training.balancing import GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
-from pinn.training.observations import SyntheticObservations
+from pinn.training.observations import ReferenceObservations, SyntheticObservations
 from pinn.training.resampling import ResidualResampling
 from pinn.training.stages import LBFGSStage
 
@@ -70,6 +72,20 @@ def _wave_problem(cache: Path) -> WaveProblem:
                                                    cache_dir=str(cache)))
 
 
+def _inverse_problem(cache: Path, medium) -> WaveProblem:
+    """An inverse setup: at rest at t0, the displacement scale given, recordings simulated on ``medium``."""
+    source = PointForce((100.0, 60.0), 1e6, (0.0, 1.0), 15.0, Ricker(10.0, 0.1))
+    return WaveProblem(Domain((0.0, 200.0), (0.0, 200.0), (0.0, 0.15)), medium, [source],
+                       Boundaries("absorbing", "absorbing", "free", "absorbing"),
+                       receivers=Receivers(line=ReceiverLine((0.0, 200.0), (200.0, 200.0), 6)),
+                       reference=ReferenceSettings(spacing=10.0, space_order=4, absorbing_cells=8, output_times=7,
+                                                   cache_dir=str(cache)), displacement_scale=1e-5)
+
+
+_LAYERS = [Properties(vp=1500.0, vs=800.0, rho=1800.0), Properties(vp=2500.0, vs=1400.0, rho=2100.0)]
+_INCLUSION = Inclusion(Properties(lam=4e9, mu=2e9, rho=1200.0), Properties(lam=4e9, mu=5e9, rho=1200.0),
+                       (100.0, 100.0), (40.0, 40.0), smoothing=10.0)
+
 CASES = {
     "full-batch": Case(),
     # 3 mini-batches per pass over 48 points and 4 steps per epoch: passes and epochs do not line up.
@@ -91,6 +107,21 @@ CASES = {
     # no closed form: a medium, a source, free and absorbing edges, the initial state and truth from the reference
     "wave-problem": Case(data={"batch_size": 16}, model={"causal": Causal(slices=4, epsilon=1.0)},
                          problem=_wave_problem),
+    # layer velocities from one-component velocity recordings with noise: held until step 3, then Adam, then L-BFGS
+    # from step 8 (the layers' parameters in its history)
+    "inverse-layers": Case(
+        data={"observations": ReferenceObservations("receivers", n_times=4, components="v", quantity="velocity",
+                                                    noise=0.02)},
+        model={"unknowns": Unknowns(layers=LayerUnknowns([100.0], [2000.0, 2000.0], [1000.0, 1000.0],
+                                                         [1800.0, 2100.0]), lr=0.05, start_step=3),
+               "lbfgs": LBFGSStage(start_step=8, max_iter=2, history_size=4)},
+        problem=lambda cache: _inverse_problem(cache, Layered(_LAYERS, [100.0], 10.0))),
+    # a mu map on a grid from noisy full-field snapshots, in mini-batches
+    "inverse-field": Case(
+        data={"batch_size": 16, "observations": ReferenceObservations("snapshots", grid=[5, 5], n_times=3,
+                                                                      noise=0.02)},
+        model={"unknowns": Unknowns(field=FieldUnknowns([4, 4], {"lam": 4e9, "mu": 3e9, "rho": 1200.0}), lr=0.05)},
+        problem=lambda cache: _inverse_problem(cache, _INCLUSION)),
     # Adam, then L-BFGS from step 4: stops at 6, 7 and 8 fall inside the L-BFGS stage, the crash cases resume from
     # a checkpoint written before the switch (step 3) or after it (step 4); the curvature pairs must come back
     "lbfgs": Case(model={"lbfgs": LBFGSStage(start_step=4, max_iter=3, history_size=4)}),

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from pinn.physics.elasticity import Material
+from pinn.physics.inversion import FieldUnknowns, LayerUnknowns
+from pinn.physics.media import MediumValues
 
 NAMES = ("lam", "mu", "rho")
 
@@ -39,14 +41,35 @@ class Unknowns:
         rho: Initial guess of rho (> 0), or ``None`` if known.
         lr: Learning rate of the material parameter group (the network keeps the optimizer's own lr). With the
             exponential parametrisation it is roughly the relative change of a parameter per Adam step.
+        layers: Instead of one constant material: per-layer unknowns under known interfaces
+            (:class:`~pinn.physics.inversion.LayerUnknowns`).
+        field: Instead of one constant material: a material map on a coarse grid
+            (:class:`~pinn.physics.inversion.FieldUnknowns`).
+        start_step: The material stays at its initial guess until this training step, while the network first
+            fits the observations and the equations with it; an estimate driven by a network that does not yet
+            fit the data wanders far off (to several times the truth) and takes long to come back.
     """
 
     lam: float | None = None
     mu: float | None = None
     rho: float | None = None
     lr: float = 0.01
+    layers: LayerUnknowns | None = None
+    field: FieldUnknowns | None = None
+    start_step: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.start_step, bool) or int(self.start_step) != self.start_step or self.start_step < 0:
+            raise ValueError(f"model.unknowns.start_step={self.start_step} must be an integer >= 0.")
+        if isinstance(self.layers, dict):
+            self.layers = LayerUnknowns(**self.layers)
+        if isinstance(self.field, dict):
+            self.field = FieldUnknowns(**self.field)
+        spatial = [k for k in ("layers", "field") if getattr(self, k) is not None]
+        constant = [k for k in NAMES if getattr(self, k) is not None]
+        if len(spatial) > 1 or (spatial and constant):
+            raise ValueError(f"model.unknowns sets {' and '.join(constant + spatial)}: give either constant unknowns "
+                             "(lam, mu, rho), or layers, or field.")
         for name in NAMES:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -56,8 +79,17 @@ class Unknowns:
 
     @property
     def trainable(self) -> tuple[str, ...]:
-        """Names of the unknown parameters, in the order lam, mu, rho."""
+        """Names of the unknown parameters: lam, mu, rho of a constant material, else those of the layers or field."""
+        if self.layers is not None:
+            return tuple(self.layers.train)
+        if self.field is not None:
+            return tuple(self.field.train)
         return tuple(name for name in NAMES if getattr(self, name) is not None)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the unknown material varies in space (layers or a field)."""
+        return self.layers is not None or self.field is not None
 
 
 class TrainableMaterial(nn.Module):
@@ -109,6 +141,19 @@ class TrainableMaterial(nn.Module):
         """First Lamé parameter, 0-d tensor with lam + mu > 0."""
         return self.raw_lam.exp() - self.mu if "lam" in self.trainable else self._known("lam")
 
+    @property
+    def trained(self) -> tuple[str, ...]:
+        """The trained entries, as the other unknown media name them."""
+        return self.trainable
+
+    def at(self, xy: Tensor) -> MediumValues:
+        """The material at ``xy``: the same constant everywhere (0-d tensors the residual broadcasts)."""
+        return MediumValues(self.lam, self.mu, self.rho)
+
+    def scalars(self) -> dict[str, Tensor]:
+        """``{lam, mu, rho}`` detached, for logging."""
+        return {name: getattr(self, name).detach() for name in NAMES}
+
     def values(self) -> dict[str, float]:
         """The current ``{lam, mu, rho}`` as floats (for logging and reports)."""
         with torch.no_grad():
@@ -141,3 +186,31 @@ def check_identifiable(problem, unknowns: Unknowns) -> None:
         "only the wave speeds, not the scale. Fix one of them: set model.unknowns.rho: null to use the known "
         "density of the problem's material (or fix lam or mu instead), or use a problem with a known body force."
     )
+
+
+def check_inverse_setup(problem, unknowns: Unknowns) -> None:
+    """Refuse an inverse run on a problem that would hand it the answer, or that its unknowns do not fit.
+
+    A problem without a closed form takes its initial state from the reference solution with ``initial:
+    snapshot``, and its displacement scale from that solution when ``displacement_scale`` is unset: both are
+    computed on the true medium, so an inverse run must start from rest and be given the scale.
+
+    Raises:
+        ValueError: naming the setting to change.
+    """
+    check_identifiable(problem, unknowns)
+    if problem.has_exact:
+        if unknowns.spatial:
+            raise ValueError(f"model.unknowns.{'layers' if unknowns.layers else 'field'} needs a problem in SI units "
+                             f"(pinn.problems.WaveProblem); {type(problem).__name__} has one constant material.")
+        return
+    if problem.initial == "snapshot":
+        raise ValueError("data.problem.initial: snapshot takes the state at t0 from the reference solution on the true "
+                         "medium, which an inverse run must not see: use initial: rest (the medium at rest at t0, "
+                         "moved by the known sources).")
+    if getattr(problem, "_displacement_scale", None) is None:
+        raise ValueError("data.problem.displacement_scale is unset, so it would come from the reference solution on "
+                         "the true medium: set it to the size of the recorded displacement (m), e.g. the largest "
+                         "observed amplitude.")
+    if unknowns.layers is not None:
+        unknowns.layers.check(problem.domain)

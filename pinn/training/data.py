@@ -212,8 +212,8 @@ class ElasticDataModule(L.LightningDataModule):
                                         for name, pool in self.pools.items()})
 
     def _with_observations(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        if self.observed is not None:
-            batch["observations"] = self.observed  # all of them every step; split over processes like the pools
+        if self.observed is not None:  # all of them every step; split over processes like the pools
+            batch[observation_key(self.observations)] = self.observed
         return batch
 
     def batch(self, step: int) -> dict[str, Tensor]:
@@ -334,6 +334,13 @@ class ElasticDataModule(L.LightningDataModule):
         self.pool_version = int(state["pool_version"])
         self.resamples = int(state.get("resamples", 0))
         self.points_moved = int(state.get("points_moved", 0))
+
+
+def observation_key(observations: Observations) -> str:
+    """The batch key of the observations: ``observations`` for displacement, ``velocity_observations`` for
+    particle velocity (what geophones record)."""
+    velocity = getattr(observations, "quantity", "displacement") == "velocity"
+    return "velocity_observations" if velocity else "observations"
 
 
 def _count_new_rows(old: Tensor, new: Tensor) -> int:

@@ -62,6 +62,15 @@ def mse(a: Tensor, b: Tensor) -> Tensor:
     return ((a - b) ** 2).sum(-1).mean()
 
 
+def masked_mse(a: Tensor, b: Tensor) -> Tensor:
+    """:func:`mse` over the entries where ``b`` is finite (NaN marks a component that was not recorded); the same as
+    ``mse`` when every entry is."""
+    seen = torch.isfinite(b)
+    # the NaNs are replaced before the difference, so no NaN reaches the gradient through the masked entries
+    miss = torch.where(seen, a - torch.nan_to_num(b), 0.0)
+    return (miss**2).sum(-1).mean()
+
+
 def boundary_loss(model, xyt: Tensor) -> Tensor:
     """Mean squared misfit of ``model`` at boundary points ``xyt``, each point's condition from its edge
     (:class:`~pinn.problems.problem.Boundaries`); displacements divided by U, tractions by S U / L

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 
 import lightning as L
 import torch
@@ -16,12 +16,14 @@ from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
-from pinn.physics.material import NAMES, TrainableMaterial, Unknowns, check_identifiable
+from pinn.physics.inversion import TrainableField, TrainableLayers, material_errors
+from pinn.physics.material import TrainableMaterial, Unknowns, check_inverse_setup
+from pinn.physics.units import Scales
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.compiled import CompiledLoss
-from pinn.training.losses import LossWeights, boundary_loss, config_of, mse, problem_difference
+from pinn.training.losses import LossWeights, boundary_loss, config_of, masked_mse, mse, problem_difference
 from pinn.training.metrics import RelativeL2
 from pinn.training.stages import LBFGSStage, advance_stage
 
@@ -86,7 +88,14 @@ class ElasticPINN(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
         self.problem = problem or PlaneWaves([Wave()])
-        self.scales = self.problem.scales
+        self.unknowns = Unknowns(**unknowns) if isinstance(unknowns, dict) else unknowns
+        self.hparams["unknowns"] = None if unknowns is None else asdict(self.unknowns)  # plain data, as below
+        self.trainable_material = None
+        if self.unknowns is not None and self.unknowns.trainable:
+            check_inverse_setup(self.problem, self.unknowns)
+            self.trainable_material = trainable_medium(self.problem, self.unknowns)
+        self.scales = self.problem.scales if self.trainable_material is None else inverse_scales(
+            self.problem, self.trainable_material)
         fourier = config_of(FourierFeatures, fourier)
         factorization = config_of(Factorization, factorization)
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
@@ -114,12 +123,6 @@ class ElasticPINN(L.LightningModule):
         self.causal = Causal(**causal) if isinstance(causal, dict) else causal
         self.hparams["causal"] = None if causal is None else asdict(self.causal)  # plain data, as below
         self.causal_weights: Tensor | None = None  # of the last step, for logging
-        self.unknowns = Unknowns(**unknowns) if isinstance(unknowns, dict) else unknowns
-        self.hparams["unknowns"] = None if unknowns is None else asdict(self.unknowns)  # plain data, as above
-        self.trainable_material = None
-        if self.unknowns is not None and self.unknowns.trainable:
-            check_identifiable(self.problem, self.unknowns)
-            self.trainable_material = TrainableMaterial(self.problem.material, self.unknowns)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
@@ -146,7 +149,12 @@ class ElasticPINN(L.LightningModule):
 
     def material_at(self, xy: Tensor):
         """The material in the residual at ``xy`` ``(N, 2)``: trainable in an inverse problem, else the problem's."""
-        return self.problem.material_at(xy) if self.trainable_material is None else self.trainable_material
+        if self.trainable_material is None:
+            return self.problem.material_at(xy)
+        values = self.trainable_material.at(xy)
+        if self.training and self.global_step < self.unknowns.start_step:  # still held at the initial guess
+            values = hold(values, self.trainer.world_size > 1 if self._trainer is not None else False)
+        return values
 
     def forward(self, xyt: Tensor) -> Tensor:
         """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's)."""
@@ -190,9 +198,13 @@ class ElasticPINN(L.LightningModule):
             "ic_disp": mse(f_ic.displacement, p.initial_displacement(initial)) / s.displacement**2,
             "ic_vel": mse(f_ic.velocity, p.initial_velocity(initial)) / s.velocity**2,
         }
-        if "observations" in batch:
-            observed = batch["observations"]  # (M, 5) columns x, y, t, u, v
-            terms["data"] = mse(self.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
+        if "observations" in batch:  # (M, 5) columns x, y, t, u, v; NaN where a component is not recorded
+            observed = batch["observations"]
+            terms["data"] = masked_mse(self.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
+        if "velocity_observations" in batch:  # particle velocity (u_t, v_t), as geophones record it
+            observed = batch["velocity_observations"]
+            velocity = self.fields(observed[:, :3], "velocity").velocity
+            terms["data"] = masked_mse(velocity, observed[:, 3:]) / s.velocity**2
         return terms
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -235,7 +247,7 @@ class ElasticPINN(L.LightningModule):
             self.log("causal/weight_min", self.causal_weights.min(), on_step=True, on_epoch=False)
         if self.trainable_material is not None:
             # tensors, not floats: converting to a float every step would make a GPU synchronise every step
-            material = {f"material/{k}": getattr(self.trainable_material, k).detach() for k in NAMES}
+            material = {f"material/{k}": v for k, v in self.trainable_material.scalars().items()}
             self.log_dict(material, on_step=True, on_epoch=False)
         return loss
 
@@ -255,6 +267,15 @@ class ElasticPINN(L.LightningModule):
         self.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True, sync_dist=True)
         self.log_dict({f"val/{k}": v.float() for k, v in values.items()}, sync_dist=True)
         self.val_metric.reset()
+        if self.trainable_material is not None and self.truth_known():
+            errors = material_errors(self.trainable_material, self.problem.medium, self.problem.domain)
+            self.log("inverse/rel_error", errors.pop("all"), sync_dist=True)
+            self.log_dict({f"inverse/rel_error/{k}": v for k, v in errors.items()}, sync_dist=True)
+
+    def truth_known(self) -> bool:
+        """Whether the problem's medium is the truth the observations came from (synthetic observations)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        return bool(getattr(getattr(datamodule, "observations", None), "knows_truth", False))
 
     @torch.enable_grad()
     def test_step(self, xyt: Tensor, batch_idx: int) -> None:
@@ -305,3 +326,38 @@ class ElasticPINN(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def hold(values, distributed: bool):
+    """``values`` (a material) with no gradient reaching its parameters: none at all in one process, so that the
+    optimizer skips them and starts their moments when they are released; a zero gradient under DDP, which needs
+    every parameter to take part in every step."""
+    held = {f.name: getattr(values, f.name) for f in fields(values)}
+    return replace(values, **{k: (v.detach() + 0 * v if distributed else v.detach()) for k, v in held.items()
+                              if isinstance(v, Tensor) and v.requires_grad})
+
+
+def trainable_medium(problem: Problem, unknowns: Unknowns):
+    """The unknown material of an inverse run: per layer, a map on a grid, or one constant material."""
+    if unknowns.layers is not None:
+        return TrainableLayers(unknowns.layers)
+    if unknowns.field is not None:
+        return TrainableField(unknowns.field, problem.domain)
+    return TrainableMaterial(problem.material, unknowns)
+
+
+def inverse_scales(problem: Problem, material) -> Scales:
+    """The problem's scales with the time and density scales taken from the starting material, not the true
+    medium (which an inverse run must not see); the displacement scale is the one the problem is given."""
+    scales = problem.scales
+    if problem.has_exact:  # non-dimensional closed-form problems: all scales 1
+        return scales
+    domain, n = problem.domain, 21
+    x = torch.linspace(*domain.x, n, dtype=torch.float64)
+    y = torch.linspace(*domain.y, n, dtype=torch.float64)
+    gy, gx = torch.meshgrid(y, x, indexing="ij")
+    with torch.no_grad():
+        v = material.at(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).float())
+    vp = ((v.lam + 2 * v.mu) / v.rho).sqrt()
+    vp_max, rho_max = float(torch.as_tensor(vp).max()), float(torch.as_tensor(v.rho).max())
+    return Scales(scales.length, scales.length / vp_max, scales.displacement, rho_max)

@@ -31,7 +31,15 @@ COLUMNS = ("x", "y", "t", "u", "v")
 
 class Observations:
     """Base class of an observation source; :meth:`load` returns the samples ``(M, 5)`` in float64 (a float32
-    model reads them rounded, a float64 one exactly)."""
+    model reads them rounded, a float64 one exactly), NaN where a component is not recorded.
+
+    ``quantity`` says what ``u, v`` are: ``displacement`` (m) or particle ``velocity`` (m/s, what geophones record).
+    ``knows_truth`` says whether the problem's own material is the truth behind the data (synthetic data), so that
+    an inverse run can report its error against it.
+    """
+
+    quantity: str = "displacement"
+    knows_truth: bool = False
 
     def load(self, problem: Problem) -> Tensor:
         raise NotImplementedError
@@ -70,6 +78,8 @@ class SyntheticObservations(Observations):
             raise ValueError(f"data.observations.noise={noise} must be a finite number >= 0.")
         self.n_sensors, self.layout, self.n_times, self.noise, self.seed = n_sensors, layout, n_times, noise, seed
 
+    knows_truth = True
+
     def init_args(self) -> dict:
         return {"n_sensors": self.n_sensors, "layout": self.layout, "n_times": self.n_times, "noise": self.noise,
                 "seed": self.seed}
@@ -93,6 +103,84 @@ class SyntheticObservations(Observations):
         return torch.cat([xyt, uv], dim=-1)  # (S*T, 5)
 
 
+QUANTITIES = ("displacement", "velocity")
+COMPONENTS = ("uv", "u", "v")
+LAYOUTS = ("receivers", "snapshots")
+
+
+class ReferenceObservations(Observations):
+    """Observations simulated by the finite-difference reference on the problem's (true) medium, with noise.
+
+    The data of a synthetic inverse test without an "inverse crime": they come from Devito
+    (:mod:`pinn.problems.reference`), never from the PINN or a closed form, and the inverse run sees nothing of the
+    true medium but them.
+
+    Args:
+        layout: ``receivers``: time series at the problem's receivers (a line of geophones); ``snapshots``:
+            full-field snapshots on a ``grid`` of points spanning the domain (ultrasound displacement tracking).
+        grid: Points ``[nx, ny]`` of a snapshot, edges included (``snapshots`` only).
+        n_times: Samples per receiver, or snapshots, evenly spaced over the domain's time window, ends included.
+        components: ``uv`` both, ``u`` horizontal only, ``v`` vertical only (the other is NaN, not recorded).
+        quantity: ``displacement`` or particle ``velocity``.
+        noise: Relative noise level: Gaussian noise of standard deviation ``noise * RMS(recorded values)``.
+        seed: Seed of the noise.
+    """
+
+    knows_truth = True
+
+    def __init__(self, layout: str = "receivers", grid: tuple[int, int] = (21, 21), n_times: int = 51,
+                 components: str = "uv", quantity: str = "displacement", noise: float = 0.0, seed: int = 0) -> None:
+        key = "data.observations"
+        for name, value, choices in (("layout", layout, LAYOUTS), ("components", components, COMPONENTS),
+                                     ("quantity", quantity, QUANTITIES)):
+            if value not in choices:
+                raise ValueError(f"{key}.{name}={value!r} must be one of {choices}.")
+        grid = [int(n) for n in grid]
+        if len(grid) != 2 or min(grid) < 1:
+            raise ValueError(f"{key}.grid={grid} must be two point counts [nx, ny], each >= 1.")
+        if n_times < 1:
+            raise ValueError(f"{key}.n_times={n_times} must be >= 1.")
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"{key}.noise={noise} must be a finite number >= 0.")
+        self.layout, self.grid, self.n_times, self.components = layout, grid, int(n_times), components
+        self.quantity, self.noise, self.seed = quantity, float(noise), int(seed)
+
+    def init_args(self) -> dict:
+        return {"layout": self.layout, "grid": list(self.grid), "n_times": self.n_times, "components": self.components,
+                "quantity": self.quantity, "noise": self.noise, "seed": self.seed}
+
+    def positions(self, problem: Problem) -> Tensor:
+        """The recording positions ``(S, 2)`` (m)."""
+        d = problem.domain
+        if self.layout == "receivers":
+            if problem.receivers is None:
+                raise ValueError("data.observations.layout=receivers, but data.problem has no receivers: add a "
+                                 "receivers section (e.g. line: {start, end, count}) or use layout: snapshots.")
+            return problem.receivers.positions_array().double()
+        x = torch.linspace(*d.x, self.grid[0], dtype=torch.float64)
+        y = torch.linspace(*d.y, self.grid[1], dtype=torch.float64)
+        gy, gx = torch.meshgrid(y, x, indexing="ij")
+        return torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+
+    def load(self, problem: Problem) -> Tensor:
+        if problem.has_exact:
+            raise ValueError(f"ReferenceObservations simulates the data with the finite-difference reference, and "
+                             f"{type(problem).__name__} has a closed form: use SyntheticObservations for it.")
+        xy, d = self.positions(problem), problem.domain
+        t = torch.linspace(d.t[0], d.t[1], self.n_times, dtype=torch.float64)
+        xyt = torch.cat([xy.repeat(self.n_times, 1), t.repeat_interleave(len(xy))[:, None]], dim=-1)  # (S*T, 3)
+        reference = problem.solution()
+        uv = (reference.displacement_at if self.quantity == "displacement" else reference.velocity_at)(xyt).double()
+        if self.components != "uv":
+            uv[:, 1 if self.components == "u" else 0] = math.nan
+        if self.noise > 0:
+            g = torch.Generator().manual_seed(self.seed)
+            seen = torch.isfinite(uv)
+            sigma = self.noise * uv[seen].pow(2).mean().sqrt()
+            uv = uv + sigma * torch.randn(uv.shape, generator=g, dtype=torch.float64)
+        return torch.cat([xyt, uv], dim=-1)  # (S*T, 5)
+
+
 class FileObservations(Observations):
     """Measurements read from a ``.npz`` or ``.csv`` file with columns ``x, y, t, u, v``.
 
@@ -101,14 +189,17 @@ class FileObservations(Observations):
 
     Args:
         path: The file; every sample must lie inside the problem's domain.
+        quantity: What ``u, v`` are: ``displacement`` (m) or particle ``velocity`` (m/s).
     """
 
-    def __init__(self, path: str = "observations.csv") -> None:
-        self.path = str(path)
+    def __init__(self, path: str = "observations.csv", quantity: str = "displacement") -> None:
+        if quantity not in QUANTITIES:
+            raise ValueError(f"data.observations.quantity={quantity!r} must be one of {QUANTITIES}.")
+        self.path, self.quantity = str(path), quantity
         self.samples = read_observations(self.path)  # (M, 5)
 
     def init_args(self) -> dict:
-        return {"path": self.path}
+        return {"path": self.path, "quantity": self.quantity}
 
     def load(self, problem: Problem) -> Tensor:
         obs, d = self.samples, problem.domain
