@@ -282,3 +282,23 @@ def test_material_maps_reach_tensorboard(tmp_path):
     assert float(trainer.callback_metrics["inverse/rel_error/mu"]) == pytest.approx(errors["mu"], rel=1e-5)
     assert np.isfinite(float(trainer.callback_metrics["inverse/rel_error"]))
     assert {"material/mu_min", "material/mu_max"} <= set(trainer.callback_metrics)
+
+
+def test_recordings_written_as_mseed_read_back_as_the_reference_observations(tmp_path):
+    # geophone records written in miniSEED with a station file, read as observations: the same samples as the
+    # observations simulated at those receivers
+    from pinn.io.seismograms import write_seismograms
+    from pinn.training.traces import TraceObservations
+
+    problem = wave_problem(tmp_path)
+    simulated = ReferenceObservations("receivers", n_times=6, quantity="velocity").load(problem)
+    receivers = problem.receivers
+    positions = receivers.positions_array().numpy()
+    t = np.linspace(*problem.domain.t, 6)
+    traces = simulated[:, 3:].reshape(6, len(positions), 2).transpose(0, 1).numpy()  # (R, T, 2)
+    write_seismograms(tmp_path / "rec", receivers.names, positions, t, traces)
+    stations = tmp_path / "stations.csv"
+    stations.write_text("station,x,y\n" + "".join(f"{n},{x},{y}\n" for n, (x, y) in zip(receivers.names, positions)))
+    read = TraceObservations(str(tmp_path / "rec/seismograms.mseed"), str(stations), "velocity").load(problem)
+    order = lambda s: s[torch.argsort(s[:, 2] * 1e6 + s[:, 0])]  # noqa: E731  (time, then x)
+    torch.testing.assert_close(order(read), order(simulated), rtol=1e-9, atol=1e-12)
