@@ -5,6 +5,7 @@ velocity and one-component data; the recovered-material maps in TensorBoard."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -302,3 +303,24 @@ def test_recordings_written_as_mseed_read_back_as_the_reference_observations(tmp
     read = TraceObservations(str(tmp_path / "rec/seismograms.mseed"), str(stations), "velocity").load(problem)
     order = lambda s: s[torch.argsort(s[:, 2] * 1e6 + s[:, 0])]  # noqa: E731  (time, then x)
     torch.testing.assert_close(order(read), order(simulated), rtol=1e-9, atol=1e-12)
+
+
+def test_layers_config_runs_through_the_cli_and_loads_back(tmp_path, monkeypatch):
+    # the shipped config end to end (a few steps on tiny pools), then pinn.load rebuilds the run from its stored
+    # config: the same layers, from a config far longer than a file name may be
+    import pinn
+    from pinn.cli import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    config = str(Path(__file__).resolve().parents[1] / "configs/inverse_layers.yaml")
+    args = ["fit", "-c", config, "--trainer.max_steps", "4", "--data.steps_per_epoch", "2", "--data.n_interior", "32",
+            "--data.n_boundary", "16", "--data.n_initial", "16", "--data.val_grid", "[4, 4, 2]",
+            "--model.unknowns.start_step", "2", "--trainer.callbacks", "[]", "--trainer.check_val_every_n_epoch", "1",
+            "--data.problem.init_args.reference.points_per_wavelength", "4", "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(tmp_path)]
+    cli = cli_main(args)
+    assert {"material/upper/vp", "material/lower/vs", "inverse/rel_error/c_p"} <= set(cli.trainer.callback_metrics)
+    loaded = pinn.load(next(tmp_path.glob("inverse_layers/version_0/checkpoints/last.ckpt")))
+    for k, v in cli.model.trainable_material.speeds().items():
+        assert torch.equal(loaded.trainable_material.speeds()[k], v.detach())
+    assert float(cli.model.trainable_material.speeds()["vp"][0]) != 2000.0  # trained after the release

@@ -29,9 +29,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
     settings = yaml.safe_load(config)
     for key in ("ckpt_path", "weights_only", "verbose"):  # arguments of the subcommand, not of the run
         settings.pop(key, None)
-    # the run's own config, minus anything that would write (no logger; checkpoints are only written by fit)
-    cli = cli_main(["--config", yaml.safe_dump(settings), "--trainer.logger", "false",
-                    "--trainer.enable_progress_bar", "false"], run=False)
+    # the run's own config, minus anything that would write (no logger; checkpoints are only written by fit); as a
+    # dict, since a config passed as text on the command line is first tried as a file name, which a long one is not
+    settings.setdefault("trainer", {}).update(logger=False, enable_progress_bar=False)
+    cli = cli_main(settings, run=False)
     model = cli.model
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
