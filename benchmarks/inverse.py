@@ -107,7 +107,8 @@ def table(rows: list[dict]) -> None:
         if problem == "plane_wave":
             keys = [("lam", "{:.4f}"), ("mu", "{:.4f}"), ("err_lam", "{:.2%}"), ("err_mu", "{:.2%}")]
         elif problem == "layers":
-            names = sorted({k.split("/")[0] for r in mine for k in r if "/" in k and not k.startswith("err_")})
+            layer_keys = (k for r in mine for k in r if "/" in k and not k.startswith("err_"))
+            names = list(dict.fromkeys(k.split("/")[0] for k in layer_keys))  # top layer first, as in the config
             keys = [(f"{n}/{k}", "{:.1f}") for n in names for k in ("vp", "vs")]
             keys += [(f"err_{n}/{k}", "{:.2%}") for n in names for k in ("vp", "vs")] + [("err_max", "{:.2%}")]
         else:

@@ -324,3 +324,13 @@ def test_layers_config_runs_through_the_cli_and_loads_back(tmp_path, monkeypatch
     for k, v in cli.model.trainable_material.speeds().items():
         assert torch.equal(loaded.trainable_material.speeds()[k], v.detach())
     assert float(cli.model.trainable_material.speeds()["vp"][0]) != 2000.0  # trained after the release
+
+
+def test_an_inverse_run_without_observations_is_refused(tmp_path):
+    problem = wave_problem(tmp_path)
+    model = ElasticPINN(problem, width=8, depth=1, unknowns=Unknowns(layers=layer_spec()))
+    dm = ElasticDataModule(problem, n_interior=16, n_boundary=8, n_initial=8)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu", devices=1)
+    with pytest.raises(ValueError, match="data.observations is not"):
+        trainer.fit(model, dm)

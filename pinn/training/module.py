@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -16,13 +16,13 @@ from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
-from pinn.physics.inversion import TrainableField, TrainableLayers, material_errors
-from pinn.physics.material import TrainableMaterial, Unknowns, check_inverse_setup
-from pinn.physics.units import Scales
+from pinn.physics.inversion import material_errors
+from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.compiled import CompiledLoss
+from pinn.training.inverse import hold, inverse_scales, trainable_medium
 from pinn.training.losses import LossWeights, boundary_loss, config_of, masked_mse, mse, problem_difference
 from pinn.training.metrics import RelativeL2
 from pinn.training.stages import LBFGSStage, advance_stage
@@ -141,6 +141,10 @@ class ElasticPINN(L.LightningModule):
             if mismatch:
                 raise ValueError(f"the model and the data module hold different problems ({mismatch}): build both "
                                  "from one problem object (the CLI links data.problem into the model).")
+        unobserved = datamodule is not None and getattr(datamodule, "observed", None) is None
+        if stage == "fit" and self.trainable_material is not None and not self.problem.has_exact and unobserved:
+            raise ValueError("model.unknowns is set but data.observations is not: without recordings nothing "
+                             "constrains the material; add data.observations (see README, Inverse problems).")
 
     @property
     def material(self):
@@ -327,37 +331,3 @@ class ElasticPINN(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-
-def hold(values, distributed: bool):
-    """``values`` (a material) with no gradient reaching its parameters: none at all in one process, so that the
-    optimizer skips them and starts their moments when they are released; a zero gradient under DDP, which needs
-    every parameter to take part in every step."""
-    held = {f.name: getattr(values, f.name) for f in fields(values)}
-    return replace(values, **{k: (v.detach() + 0 * v if distributed else v.detach()) for k, v in held.items()
-                              if isinstance(v, Tensor) and v.requires_grad})
-
-
-def trainable_medium(problem: Problem, unknowns: Unknowns):
-    """The unknown material of an inverse run: per layer, a map on a grid, or one constant material."""
-    if unknowns.layers is not None:
-        return TrainableLayers(unknowns.layers)
-    if unknowns.field is not None:
-        return TrainableField(unknowns.field, problem.domain)
-    return TrainableMaterial(problem.material, unknowns)
-
-
-def inverse_scales(problem: Problem, material) -> Scales:
-    """The problem's scales with the time and density scales taken from the starting material, not the true
-    medium (which an inverse run must not see); the displacement scale is the one the problem is given."""
-    scales = problem.scales
-    if problem.has_exact:  # non-dimensional closed-form problems: all scales 1
-        return scales
-    domain, n = problem.domain, 21
-    x = torch.linspace(*domain.x, n, dtype=torch.float64)
-    y = torch.linspace(*domain.y, n, dtype=torch.float64)
-    gy, gx = torch.meshgrid(y, x, indexing="ij")
-    with torch.no_grad():
-        v = material.at(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).float())
-    vp = ((v.lam + 2 * v.mu) / v.rho).sqrt()
-    vp_max, rho_max = float(torch.as_tensor(vp).max()), float(torch.as_tensor(v.rho).max())
-    return Scales(scales.length, scales.length / vp_max, scales.displacement, rho_max)
