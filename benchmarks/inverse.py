@@ -68,7 +68,8 @@ def measure(problem: str, model) -> dict:
     if isinstance(material, TrainableLayers):
         speeds = {k: v.detach().double() for k, v in material.speeds().items()}
         for i, (name, layer) in enumerate(zip(material.spec.names, truth.medium.layers)):
-            true = {"vp": layer.vp if layer.vp else None, "vs": layer.vs}
+            lam, mu, rho = layer.lame  # the true layer, however it was given (speeds or moduli)
+            true = {"vp": ((lam + 2 * mu) / rho) ** 0.5, "vs": (mu / rho) ** 0.5}
             for k in ("vp", "vs"):
                 value = float(speeds[k][i])
                 out[f"{name}/{k}"] = value

@@ -17,17 +17,15 @@ from matplotlib.figure import Figure
 
 from pinn.io.figures import ERROR_CMAP, MAGNITUDE_CMAP, new_figure, to_rgb
 from pinn.io.monitoring import _EveryNValidations, summary_writers
-from pinn.physics.inversion import trained_quantities
+from pinn.physics.inversion import plane_points, trained_quantities
 
 LABELS = {"lam": "lambda (Pa)", "mu": "mu (Pa)", "rho": "rho (kg/m^3)", "c_p": "vp (m/s)", "c_s": "vs (m/s)"}
 
 
 def material_grid(domain, resolution: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """Axes ``x (nx,)``, ``y (ny,)`` and the points ``(ny*nx, 2)`` (x fastest) of a grid spanning ``domain``."""
-    x = np.linspace(*domain.x, resolution[0])
-    y = np.linspace(*domain.y, resolution[1])
-    gx, gy = np.meshgrid(x, y)
-    return x, y, torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
+    xy = plane_points(domain, *resolution)
+    return np.linspace(*domain.x, resolution[0]), np.linspace(*domain.y, resolution[1]), xy
 
 
 def material_figure(x: np.ndarray, y: np.ndarray, maps: Mapping[str, tuple[np.ndarray, np.ndarray | None]],

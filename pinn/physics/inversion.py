@@ -241,18 +241,13 @@ class TrainableField(nn.Module):
         return MediumValues(lam, mu, rho, lam_x, lam_y, mu_x, mu_y)
 
     def scalars(self) -> dict[str, Tensor]:
-        """Range of each trained field at the nodes, ``{"<name>_min", "<name>_max"}``, detached, for logging."""
-        out = {}
+        """Range of each trained field, ``{"<name>_min", "<name>_max"}``, detached, for logging. Bilinear
+        interpolation of a monotone map of the nodes takes its extremes at the nodes, so they are read there."""
         with torch.no_grad():
-            nx, ny = self.spec.shape
-            x = torch.linspace(self.lower[0], self.lower[0] + self.cell[0] * (nx - 1), nx)
-            y = torch.linspace(self.lower[1], self.lower[1] + self.cell[1] * (ny - 1), ny)
-            gy, gx = torch.meshgrid(y, x, indexing="ij")
-            v = self.at(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).to(self.mu_known.dtype))
-            for name in self.trained:
-                q = getattr(v, name)
-                out[f"{name}_min"], out[f"{name}_max"] = q.min(), q.max()
-        return out
+            mu = self.mu_floor + self.raw_mu.exp() if "mu" in self.trained else self.mu_known
+            nodes = {"mu": mu, "lam": self.raw_lam.exp() - mu if "lam" in self.trained else None,
+                     "rho": self.raw_rho.exp() if "rho" in self.trained else None}
+        return {f"{name}_{end}": getattr(nodes[name], end)() for name in self.trained for end in ("min", "max")}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={float(v):.6g}" for k, v in self.scalars().items())
@@ -263,16 +258,18 @@ def trained_quantities(material) -> tuple[str, ...]:
     (``lam``, ``mu``, ``rho``, ``c_p``, ``c_s``)."""
     if isinstance(material, TrainableLayers):
         return tuple({"vp": "c_p", "vs": "c_s", "rho": "rho"}[k] for k in material.trained)
-    return tuple(material.trained) if isinstance(material, TrainableField) else tuple(material.trainable)
+    return tuple(material.trained)  # a field or one constant material: lam, mu, rho by name
+
+
+def plane_points(domain, nx: int, ny: int) -> Tensor:
+    """An ``nx x ny`` grid of the domain's x-y rectangle, edges included, ``(ny*nx, 2)`` float64, x fastest."""
+    return domain.grid(nx, ny, 1, torch.float64)[:, :2]
 
 
 def material_errors(material, medium, domain, n: int = 101) -> dict[str, float]:
     r"""Relative L2 error :math:`\|q - q^*\| / \|q^*\|` of each estimated quantity over an ``n x n`` grid of the
     domain, against the true ``medium``; ``"all"`` is their mean."""
-    x = torch.linspace(*domain.x, n, dtype=torch.float64)
-    y = torch.linspace(*domain.y, n, dtype=torch.float64)
-    gy, gx = torch.meshgrid(y, x, indexing="ij")
-    xy = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+    xy = plane_points(domain, n, n)
     with torch.no_grad():
         truth = medium.values(xy)
         estimate = material.at(xy.to(_dtype(material)))

@@ -111,14 +111,14 @@ class TrainableMaterial(nn.Module):
             Material(**start)  # the starting material must itself be admissible
         except ValueError as err:
             raise ValueError(f"model.unknowns: the initial guess is not admissible: {err}") from None
-        self.trainable = unknowns.trainable
+        self.trained = unknowns.trainable
         for name in NAMES:
-            if name not in self.trainable:
+            if name not in self.trained:
                 self.register_buffer(name + "_known", torch.tensor(float(start[name])))
         # Raw values that map back exactly onto the initial guess (inverse of the maps in the module docstring).
-        mu_floor = 0.0 if "lam" in self.trainable else max(0.0, -start["lam"])
+        mu_floor = 0.0 if "lam" in self.trained else max(0.0, -start["lam"])
         raw = {"rho": start["rho"], "mu": start["mu"] - mu_floor, "lam": start["lam"] + start["mu"]}
-        for name in self.trainable:  # every raw value is > 0 here: the starting material was admissible
+        for name in self.trained:  # every raw value is > 0 here: the starting material was admissible
             setattr(self, "raw_" + name, nn.Parameter(torch.tensor(math.log(raw[name]))))
         # derived from the known entries, so not saved: checkpoints hold only the raw parameters and known values
         self.register_buffer("mu_floor", torch.tensor(float(mu_floor)), persistent=False)
@@ -129,22 +129,17 @@ class TrainableMaterial(nn.Module):
     @property
     def rho(self) -> Tensor:
         """Density, 0-d tensor > 0."""
-        return self.raw_rho.exp() if "rho" in self.trainable else self._known("rho")
+        return self.raw_rho.exp() if "rho" in self.trained else self._known("rho")
 
     @property
     def mu(self) -> Tensor:
         """Shear modulus, 0-d tensor > max(0, -lam)."""
-        return self.mu_floor + self.raw_mu.exp() if "mu" in self.trainable else self._known("mu")
+        return self.mu_floor + self.raw_mu.exp() if "mu" in self.trained else self._known("mu")
 
     @property
     def lam(self) -> Tensor:
         """First Lamé parameter, 0-d tensor with lam + mu > 0."""
-        return self.raw_lam.exp() - self.mu if "lam" in self.trainable else self._known("lam")
-
-    @property
-    def trained(self) -> tuple[str, ...]:
-        """The trained entries, as the other unknown media name them."""
-        return self.trainable
+        return self.raw_lam.exp() - self.mu if "lam" in self.trained else self._known("lam")
 
     def at(self, xy: Tensor) -> MediumValues:
         """The material at ``xy``: the same constant everywhere (0-d tensors the residual broadcasts)."""
@@ -160,7 +155,7 @@ class TrainableMaterial(nn.Module):
             return {name: float(getattr(self, name)) for name in NAMES}
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v:.6g}" + ("*" if k in self.trainable else "") for k, v in self.values().items())
+        return ", ".join(f"{k}={v:.6g}" + ("*" if k in self.trained else "") for k, v in self.values().items())
 
 
 def has_body_force(problem) -> bool:

@@ -339,8 +339,7 @@ class ElasticDataModule(L.LightningDataModule):
 def observation_key(observations: Observations) -> str:
     """The batch key of the observations: ``observations`` for displacement, ``velocity_observations`` for
     particle velocity (what geophones record)."""
-    velocity = getattr(observations, "quantity", "displacement") == "velocity"
-    return "velocity_observations" if velocity else "observations"
+    return "velocity_observations" if observations.quantity == "velocity" else "observations"
 
 
 def _count_new_rows(old: Tensor, new: Tensor) -> int:

@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 import torch
 from torch import Tensor
 
-from pinn.physics.inversion import TrainableField, TrainableLayers
+from pinn.physics.inversion import TrainableField, TrainableLayers, plane_points
 from pinn.physics.material import TrainableMaterial, Unknowns
 from pinn.physics.units import Scales
 from pinn.problems.closed_form import Problem
@@ -32,17 +32,15 @@ def trainable_medium(problem: Problem, unknowns: Unknowns):
 
 
 def inverse_scales(problem: Problem, material) -> Scales:
-    """The problem's scales with the time and density scales taken from the starting material, not the true
-    medium (which an inverse run must not see); the displacement scale is the one the problem is given."""
-    scales = problem.scales
+    """Scales of an inverse run (:mod:`pinn.physics.units`): L the larger side of the domain, T = L / vp_max and R =
+    rho_max of the starting material, not the true medium (which an inverse run must not see), U the displacement
+    scale the problem is given."""
     if problem.has_exact:  # non-dimensional closed-form problems: all scales 1
-        return scales
-    domain, n = problem.domain, 21
-    x = torch.linspace(*domain.x, n, dtype=torch.float64)
-    y = torch.linspace(*domain.y, n, dtype=torch.float64)
-    gy, gx = torch.meshgrid(y, x, indexing="ij")
+        return problem.scales
+    d = problem.domain
+    length = max(d.x[1] - d.x[0], d.y[1] - d.y[0])
     with torch.no_grad():
-        v = material.at(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).float())
+        v = material.at(plane_points(d, 21, 21).float())
     vp = ((v.lam + 2 * v.mu) / v.rho).sqrt()
     vp_max, rho_max = float(torch.as_tensor(vp).max()), float(torch.as_tensor(v.rho).max())
-    return Scales(scales.length, scales.length / vp_max, scales.displacement, rho_max)
+    return Scales(length, length / vp_max, problem._displacement_scale, rho_max)

@@ -23,10 +23,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pinn.physics.inversion import plane_points
 from pinn.problems.closed_form import Problem
 from pinn.training.sampling import SAMPLERS, Sampler, sample
 
 COLUMNS = ("x", "y", "t", "u", "v")
+
+
+def at_times(xy: Tensor, domain, n_times: int) -> Tensor:
+    """Positions ``xy`` ``(S, 2)`` at ``n_times`` times evenly spaced over the domain's window, ends included:
+    ``(S*T, 3)``, time slowest."""
+    t = torch.linspace(domain.t[0], domain.t[1], n_times, dtype=torch.float64)
+    return torch.cat([xy.repeat(n_times, 1), t.repeat_interleave(len(xy))[:, None]], dim=-1)
 
 
 class Observations:
@@ -94,8 +102,7 @@ class SyntheticObservations(Observations):
         d = problem.domain
         unit = sample(self.layout, self.n_sensors, 2, g).double()  # (S, 2)
         xy = d.initial_from_unit(unit)[:, :2]  # sensor positions in the x-y rectangle
-        t = torch.linspace(d.t[0], d.t[1], self.n_times, dtype=torch.float64)  # (T,)
-        xyt = torch.cat([xy.repeat(self.n_times, 1), t.repeat_interleave(self.n_sensors)[:, None]], dim=-1)  # (S*T, 3)
+        xyt = at_times(xy, d, self.n_times)  # (S*T, 3)
         uv = problem.displacement(xyt)  # (S*T, 2), float64
         if self.noise > 0:
             sigma = self.noise * uv.pow(2).mean().sqrt()
@@ -151,24 +158,18 @@ class ReferenceObservations(Observations):
 
     def positions(self, problem: Problem) -> Tensor:
         """The recording positions ``(S, 2)`` (m)."""
-        d = problem.domain
         if self.layout == "receivers":
             if problem.receivers is None:
                 raise ValueError("data.observations.layout=receivers, but data.problem has no receivers: add a "
                                  "receivers section (e.g. line: {start, end, count}) or use layout: snapshots.")
             return problem.receivers.positions_array().double()
-        x = torch.linspace(*d.x, self.grid[0], dtype=torch.float64)
-        y = torch.linspace(*d.y, self.grid[1], dtype=torch.float64)
-        gy, gx = torch.meshgrid(y, x, indexing="ij")
-        return torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+        return plane_points(problem.domain, *self.grid)
 
     def load(self, problem: Problem) -> Tensor:
         if problem.has_exact:
             raise ValueError(f"ReferenceObservations simulates the data with the finite-difference reference, and "
                              f"{type(problem).__name__} has a closed form: use SyntheticObservations for it.")
-        xy, d = self.positions(problem), problem.domain
-        t = torch.linspace(d.t[0], d.t[1], self.n_times, dtype=torch.float64)
-        xyt = torch.cat([xy.repeat(self.n_times, 1), t.repeat_interleave(len(xy))[:, None]], dim=-1)  # (S*T, 3)
+        xyt = at_times(self.positions(problem), problem.domain, self.n_times)  # (S*T, 3)
         reference = problem.solution()
         uv = (reference.displacement_at if self.quantity == "displacement" else reference.velocity_at)(xyt).double()
         if self.components != "uv":
