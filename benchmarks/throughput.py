@@ -11,8 +11,9 @@ points, weights and optimizer in each library's own API.
     python benchmarks/throughput.py --points-scale 10     # PW2 with 10x the points
     python benchmarks/throughput.py --dry-run --threads 1 # every contender for 3 steps, 1 round: a check
 
-The first run creates a virtual environment per peer under ``benchmarks/peers/.venv-<name>`` and installs
-``benchmarks/peers/requirements-<name>.txt`` there with pip (the package registry is all it needs); later runs
+The first run creates a virtual environment per peer under ``~/.cache/pinn-benchmark-peers/<name>``
+(``--venv-dir``; over 1 GB each, so not in the repository) and installs ``benchmarks/peers/requirements-<name>.txt``
+there with pip (the package registry is all it needs); later runs
 reuse them (a changed requirements file reinstalls).
 
 Contenders: this project's training step, eager and with ``model.compile: true`` (the model and first batch of
@@ -43,6 +44,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
+# the peers' environments (torch and all, over 1 GB each) live in the user's cache, not in the repository
+VENV_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pinn-benchmark-peers"
 POINTS = (4096, 1024, 1024)  # interior, boundary, initial
 CONTENDERS = {
     "eager": "this project, eager",
@@ -52,14 +55,14 @@ CONTENDERS = {
 }
 
 
-def peer_python(name: str) -> Path:
+def peer_python(name: str, venv_dir: Path) -> Path:
     """The peer's virtual environment's interpreter; creates the environment and installs its requirements once."""
-    env, requirements = PEERS / f".venv-{name}", PEERS / f"requirements-{name}.txt"
+    env, requirements = venv_dir / name, PEERS / f"requirements-{name}.txt"
     python, stamp = env / "bin" / "python", env / ".installed-requirements"
     wanted = requirements.read_text()
     if stamp.exists() and stamp.read_text() == wanted and python.exists():
         return python
-    print(f"installing {name} into {env.relative_to(HERE.parent)} ...", flush=True)
+    print(f"installing {name} into {env} ...", flush=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
@@ -135,7 +138,7 @@ def command(name: str, args: argparse.Namespace) -> list[str]:
               "--points-scale", str(args.points_scale)]
     if name in ("eager", "compile"):
         return [sys.executable, str(Path(__file__).resolve()), "--child", name, *common]
-    return [str(peer_python(name)), str(PEERS / f"{name}_pw2.py"), *common]
+    return [str(peer_python(name, Path(args.venv_dir))), str(PEERS / f"{name}_pw2.py"), *common]
 
 
 def measure(name: str, args: argparse.Namespace) -> dict | None:
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
     names = list(CONTENDERS)
     for name in names:  # create the peers' environments before anything is timed
         if name not in ("eager", "compile"):
-            peer_python(name)
+            peer_python(name, Path(args.venv_dir))
     load_before = load()
     results: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
@@ -231,6 +234,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before them (compiling included)")
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS and torch threads of every contender")
     p.add_argument("--points-scale", type=int, default=1, help="multiply every point count by this (10: PW2 x10)")
+    p.add_argument("--venv-dir", default=str(VENV_DIR),
+                   help="where the peers' virtual environments live (over 1 GB each; outside the repository)")
     p.add_argument("--dry-run", action="store_true", help="1 round of 3 steps after 1 warm-up step: a check")
     p.add_argument("--child", choices=["eager", "compile"], help=argparse.SUPPRESS)
     args = p.parse_args()

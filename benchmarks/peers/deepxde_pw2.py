@@ -7,7 +7,7 @@ zero biases, inputs mapped to [-1, 1]), full batch of fixed points, Adam lr 1e-3
 
 Run inside the DeepXDE environment that ``benchmarks/throughput.py`` creates:
 
-    DDE_BACKEND=pytorch benchmarks/peers/.venv-deepxde/bin/python benchmarks/peers/deepxde_pw2.py --steps 20
+    DDE_BACKEND=pytorch ~/.cache/pinn-benchmark-peers/deepxde/bin/python benchmarks/peers/deepxde_pw2.py --steps 20
 
 Prints one JSON line: the median wall time of the timed steps (each from DeepXDE's ``on_batch_begin`` to its
 ``on_batch_end`` inside ``Model.train``: loss, backward and Adam step), the points per second, the loss at the
@@ -23,9 +23,6 @@ DeepXDE evaluates the network and the PDE residual on every training point, boun
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
 import statistics
 import time
@@ -35,25 +32,7 @@ os.environ.setdefault("DDE_BACKEND", "pytorch")
 import deepxde as dde  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-LAM, MU, RHO = 1.0, 0.5, 1.0
-WAVES = [("P", 0.3), ("S", 1.2)]  # kind, angle; |k| = 2 pi, amplitude 1, phase 0
-K = 2 * math.pi
-N_INTERIOR, N_BOUNDARY, N_INITIAL = 4096, 1024, 1024
-WEIGHTS = {"pde": 0.001, "bc": 1.0, "ic_disp": 1.0, "ic_vel": 0.02}
-
-
-def exact(xyt, lib=np):
-    """Exact displacement and velocity ``(N, 2)`` of the two plane waves (numpy arrays or torch tensors)."""
-    u, vel = 0.0, 0.0
-    for kind, angle in WAVES:
-        c = math.sqrt((LAM + 2 * MU) / RHO) if kind == "P" else math.sqrt(MU / RHO)
-        d = (math.cos(angle), math.sin(angle)) if kind == "P" else (-math.sin(angle), math.cos(angle))
-        arg = K * math.cos(angle) * xyt[:, 0] + K * math.sin(angle) * xyt[:, 1] - c * K * xyt[:, 2]
-        s, co = lib.sin(arg), -c * K * lib.cos(arg)
-        u = u + lib.stack([d[0] * s, d[1] * s], 1)
-        vel = vel + lib.stack([d[0] * co, d[1] * co], 1)
-    return u, vel
+from pw2 import LAM, MU, RHO, WEIGHTS, arguments, exact, points, report  # noqa: E402
 
 
 def pde(x, y):
@@ -67,26 +46,9 @@ def pde(x, y):
     ]
 
 
-def points(scale: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Uniform random interior points, boundary points (once around the perimeter x time) and points at t = 0."""
-    rng = np.random.default_rng(seed)
-    interior = rng.random((N_INTERIOR * scale, 3))
-    s, tau = 4 * rng.random(N_BOUNDARY * scale), rng.random(N_BOUNDARY * scale)
-    edge, a = np.minimum(np.floor(s), 3), s - np.minimum(np.floor(s), 3)  # bottom, right, top, left
-    x = np.select([edge == 0, edge == 1, edge == 2], [a, np.ones_like(a), 1 - a], np.zeros_like(a))
-    y = np.select([edge == 0, edge == 1, edge == 2], [np.zeros_like(a), a, np.ones_like(a)], 1 - a)
-    boundary = np.stack([x, y, tau], axis=1)
-    initial = np.concatenate([rng.random((N_INITIAL * scale, 2)), np.zeros((N_INITIAL * scale, 1))], axis=1)
-    return interior, boundary, initial
-
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=20, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--points-scale", type=int, default=1, help="multiply every point count by this")
-    args = p.parse_args()
+    args = arguments(__doc__.splitlines()[0])
 
     torch.set_num_threads(args.threads)
     dde.config.set_default_float("float32")
@@ -140,14 +102,10 @@ def main() -> None:
     model.train(iterations=args.steps, display_every=10**9, callbacks=[timer], verbose=0)
     loop = time.perf_counter() - t0
     ms = statistics.median(timer.times) * 1e3
-    n = (N_INTERIOR + N_BOUNDARY + N_INITIAL) * args.points_scale
-    print(json.dumps({
-        "library": "deepxde", "version": dde.__version__, "torch": torch.__version__, "ms_per_step": ms,
-        "points_per_s": n / (ms / 1e3), "steps": args.steps, "threads": torch.get_num_threads(),
-        "loss_first": warm.first_loss if args.warmup else timer.first_loss,
-        "loss_last": float(np.sum(model.train_state.loss_train)), "ms_per_step_loop": loop / args.steps * 1e3,
-        "points_per_step": int(len(data.train_x)),
-    }))
+    report("deepxde", dde.__version__, torch.__version__, ms, args, torch.get_num_threads(),
+           loss_first=warm.first_loss if args.warmup else timer.first_loss,
+           loss_last=float(np.sum(model.train_state.loss_train)), ms_per_step_loop=loop / args.steps * 1e3,
+           points_per_step=int(len(data.train_x)))
 
 
 if __name__ == "__main__":

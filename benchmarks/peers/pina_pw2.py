@@ -9,7 +9,7 @@ with Adam lr 1e-3, full batch of fixed points (conditions with ``input`` point s
 
 Run inside the PINA environment that ``benchmarks/throughput.py`` creates:
 
-    benchmarks/peers/.venv-pina/bin/python benchmarks/peers/pina_pw2.py --steps 20
+    ~/.cache/pinn-benchmark-peers/pina/bin/python benchmarks/peers/pina_pw2.py --steps 20
 
 Prints one JSON line: the median wall time of the timed steps (each from Lightning's ``on_train_batch_start`` to
 its ``on_train_batch_end``: PINA's loss of every condition, backward and the Adam step), the points per second,
@@ -22,16 +22,12 @@ PINA's mean squared error averages over the two components too, so every weight 
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
-import json
-import math
 import statistics
 import time
 import warnings
 
 import lightning
-import numpy as np
 import torch
 from pina import Condition, LabelTensor, Trainer
 from pina.domain import CartesianDomain
@@ -42,26 +38,10 @@ from pina.optim import TorchOptimizer
 from pina.problem import SpatialProblem, TimeDependentProblem
 from pina.solver import PhysicsInformedSingleModelSolver  # alias PINN (deprecated name)
 from pina.weighting import ScalarWeighting
+from pw2 import LAM, MU, RHO, WEIGHTS, arguments, exact, points, report
 
-LAM, MU, RHO = 1.0, 0.5, 1.0
-WAVES = [("P", 0.3), ("S", 1.2)]  # kind, angle; |k| = 2 pi, amplitude 1, phase 0
-K = 2 * math.pi
-N_INTERIOR, N_BOUNDARY, N_INITIAL = 4096, 1024, 1024
 XYT = ["x", "y", "t"]
-WEIGHTS = {"pde": 0.001, "bc": 1.0, "ic_disp": 1.0, "ic_vel": 0.02}
 
-
-def exact(xyt, lib=np):
-    """Exact displacement and velocity ``(N, 2)`` of the two plane waves (numpy arrays or torch tensors)."""
-    u, vel = 0.0, 0.0
-    for kind, angle in WAVES:
-        c = math.sqrt((LAM + 2 * MU) / RHO) if kind == "P" else math.sqrt(MU / RHO)
-        d = (math.cos(angle), math.sin(angle)) if kind == "P" else (-math.sin(angle), math.cos(angle))
-        arg = K * math.cos(angle) * xyt[:, 0] + K * math.sin(angle) * xyt[:, 1] - c * K * xyt[:, 2]
-        s, co = lib.sin(arg), -c * K * lib.cos(arg)
-        u = u + lib.stack([d[0] * s, d[1] * s], 1)
-        vel = vel + lib.stack([d[0] * co, d[1] * co], 1)
-    return u, vel
 
 
 def navier_cauchy(input_, output_):
@@ -85,26 +65,9 @@ def initial_velocity(input_, output_):
     return velocity - exact(input_.extract(XYT).as_subclass(torch.Tensor), torch)[1]
 
 
-def points(scale: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Uniform random interior points, boundary points (once around the perimeter x time) and points at t = 0."""
-    rng = np.random.default_rng(seed)
-    interior = rng.random((N_INTERIOR * scale, 3))
-    s, tau = 4 * rng.random(N_BOUNDARY * scale), rng.random(N_BOUNDARY * scale)
-    edge, a = np.minimum(np.floor(s), 3), s - np.minimum(np.floor(s), 3)  # bottom, right, top, left
-    x = np.select([edge == 0, edge == 1, edge == 2], [a, np.ones_like(a), 1 - a], np.zeros_like(a))
-    y = np.select([edge == 0, edge == 1, edge == 2], [np.zeros_like(a), a, np.ones_like(a)], 1 - a)
-    boundary = np.stack([x, y, tau], axis=1)
-    initial = np.concatenate([rng.random((N_INITIAL * scale, 2)), np.zeros((N_INITIAL * scale, 1))], axis=1)
-    return interior, boundary, initial
-
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=20, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--points-scale", type=int, default=1, help="multiply every point count by this")
-    args = p.parse_args()
+    args = arguments(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore")  # Lightning's advice on dataloader workers and the like
 
     torch.set_num_threads(args.threads)
@@ -169,13 +132,9 @@ def main() -> None:
     if len(starts) != args.steps:
         raise RuntimeError(f"PINA ran {len(timer.starts)} steps, not {args.warmup + args.steps}")
     ms = statistics.median(e - s for s, e in zip(starts, ends)) * 1e3
-    n = (N_INTERIOR + N_BOUNDARY + N_INITIAL) * args.points_scale
-    print(json.dumps({
-        "library": "pina", "version": importlib.metadata.version("pina-mathlab"),
-        "torch": torch.__version__, "ms_per_step": ms, "points_per_s": n / (ms / 1e3), "steps": args.steps,
-        "threads": torch.get_num_threads(), "loss_first": timer.first_loss, "loss_last": timer.last_loss,
-        "ms_per_step_loop": (ends[-1] - starts[0]) / args.steps * 1e3, "points_per_step": timer.points,
-    }))
+    report("pina", importlib.metadata.version("pina-mathlab"), torch.__version__, ms, args, torch.get_num_threads(),
+           loss_first=timer.first_loss, loss_last=timer.last_loss,
+           ms_per_step_loop=(ends[-1] - starts[0]) / args.steps * 1e3, points_per_step=timer.points)
 
 
 if __name__ == "__main__":
