@@ -113,18 +113,6 @@ def event_file_writer(writer: Any):
     return writer._get_file_writer()
 
 
-# ---- torch.compile -------------------------------------------------------------------------------------------
-def disable_autograd_cache() -> None:
-    """Turn off AOTAutograd's on-disk cache of compiled backward graphs, for the whole process.
-
-    ``torch.compiler`` has no public switch for it: only ``torch._functorch.config.enable_autograd_cache``, or the
-    environment variable ``TORCHINDUCTOR_AUTOGRAD_CACHE=0``, which torch reads once, at import.
-    """
-    import torch._functorch.config
-
-    torch._functorch.config.enable_autograd_cache = False
-
-
 # ---- argparse / jsonargparse ---------------------------------------------------------------------------------
 def long_options(parser: ArgumentParser) -> list[str]:
     """Every ``--option`` a parser accepts, for "did you mean" hints.

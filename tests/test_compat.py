@@ -180,13 +180,6 @@ def test_event_file_writer_is_the_runs_own_and_reopens(tmp_path):
     writer.close()
 
 
-def test_disable_autograd_cache(monkeypatch):
-    require(torch._functorch.config, "enable_autograd_cache")
-    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", True)
-    compat.disable_autograd_cache()
-    assert torch._functorch.config.enable_autograd_cache is False
-
-
 def test_long_options_lists_every_option():
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--max_steps", type=int, default=1)

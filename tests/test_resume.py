@@ -82,6 +82,13 @@ def _inverse_problem(cache: Path, medium) -> WaveProblem:
                                                    cache_dir=str(cache)), displacement_scale=1e-5)
 
 
+class RanCompiled(Callback):
+    """Fails the run unless its training steps ran the compiled kernels (not the eager fallback)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        assert pl_module._kernel is not None and pl_module._kernel.state == "compiled", pl_module._kernel.reason
+
+
 _LAYERS = [Properties(vp=1500.0, vs=800.0, rho=1800.0), Properties(vp=2500.0, vs=1400.0, rho=2100.0)]
 _INCLUSION = Inclusion(Properties(lam=4e9, mu=2e9, rho=1200.0), Properties(lam=4e9, mu=5e9, rho=1200.0),
                        (100.0, 100.0), (40.0, 40.0), smoothing=10.0)
@@ -134,6 +141,11 @@ CASES = {
                             "balancing": GradNormBalancing(every=3), "lbfgs": LBFGSStage(start_step=5, max_iter=2)},
                      callbacks=lambda: [ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8,
                                                            chunk_size=40, log_images=False)]),
+    # the compiled layer update (inductor; kernels from the on-disk cache after the first run), through RAR-D growth,
+    # which compiles the new shape, and an L-BFGS stage
+    "compiled": Case(model={"compile": True, "depth": 3, "lbfgs": LBFGSStage(start_step=9, max_iter=2)},
+                     callbacks=lambda: [ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8,
+                                                           chunk_size=40, log_images=False), RanCompiled()]),
 }
 
 

@@ -57,7 +57,7 @@ def test_lbfgs_stage_is_torch_lbfgs_on_the_training_loss(tmp_path):
 
     def closure():
         lbfgs.zero_grad()
-        loss = oracle._weighted_loss(batch)[0]
+        loss = oracle.training_loss(batch)[0]
         loss.backward()
         return loss
 
@@ -145,7 +145,7 @@ def test_balanced_run_weights_terms_and_resumes_with_its_factors(tmp_path):
     factors = model.balancer.factors.clone()
     assert not torch.equal(factors, torch.ones_like(factors)) and int(model.balancer.updates) == 3
     assert "balance/pde" in trainer.callback_metrics
-    loss, terms = model._weighted_loss(dm.batch(5))
+    loss, terms = model.training_loss(dm.batch(5))
     expected = sum(getattr(model.weights, k) * float(model.balancer.factor(k)) * v for k, v in terms.items())
     torch.testing.assert_close(loss, expected)
     saved = load_checkpoint(tmp_path / "last.ckpt")["state_dict"]

@@ -45,7 +45,7 @@ def _train(problem: WaveProblem, unit: dict[str, torch.Tensor], steps: int = 5) 
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        loss, _ = model._weighted_loss(batch)
+        loss, _ = model.training_loss(batch)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))

@@ -1,14 +1,77 @@
-"""Opt-in ``torch.compile`` of a loss function, with an eager fallback that says why it was needed."""
+"""``torch.compile`` of the Taylor engine's layer update: when it is worth it, where its cache lives, and an eager
+fallback that says why it was needed.
+
+What is compiled is :func:`pinn.networks.taylor.hidden_layer` for the second-order streams of the PDE residual, not
+the whole loss. Profiling the eager step puts about half of it in matrix products, which compiling does not speed
+up, and most of the rest in that layer update, a dozen passes over ``(8, N, W)`` arrays forward and backward, which
+compiling fuses into one kernel each way. Every hidden layer reuses the same two kernels, so there are two small
+graphs to compile rather than one large graph of the whole loss: on the 2-core development machine the first
+compile took about 9 s instead of 25 s, for the same step time (``docs/speed.md``).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from pinn import compat
+# A compile costs ~10 s on a small CPU and saves ~20 % of a step; below this many loss evaluations (about 40 ms
+# each there) it would not pay for itself. A warm cache (~2 s) pays off much sooner, but whether it is warm is not
+# known before compiling.
+MIN_EVALUATIONS = 2000
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/pinn/torchinductor`` (``~/.cache/...``). torch's own default is under ``/tmp``, which is
+    wiped at reboot and is private to a job on most clusters, so a second run would compile again."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pinn" / "torchinductor"
+
+
+def configure_compiler() -> None:
+    """Point inductor at :func:`cache_dir` and compile in this process (unless the environment says otherwise).
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first needs the cache, so setting it before the first compile
+    suffices. Its default pool of compile workers takes longer to start than the two kernels here take to compile
+    (about 12 s against 9 s for the first compile on 2 cores), so one thread, unless
+    ``TORCHINDUCTOR_COMPILE_THREADS`` is set.
+    """
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
+    if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+        import torch._inductor.config
+
+        torch._inductor.config.compile_threads = 1
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why inductor cannot compile for ``device`` here (no C++ compiler; no Triton for CUDA), or ``None``."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "Triton is not installed"
+    if device.type != "cpu":
+        return f"the {device.type} device"
+    cxx = os.environ.get("CXX") or "g++"
+    if not any(shutil.which(c) for c in (cxx, "c++", "clang++")):
+        return f"no C++ compiler ({cxx}) on PATH"
+    return None
+
+
+def loss_evaluations(max_steps: int, lbfgs_start: int | None, lbfgs_iterations: int) -> float:
+    """How many times a run evaluates the loss: one per optimizer step, up to ``lbfgs_iterations`` per step of an
+    L-BFGS stage from ``lbfgs_start`` on; infinite without a step limit (``max_steps`` < 0)."""
+    if max_steps < 0:
+        return float("inf")
+    if lbfgs_start is None or lbfgs_start >= max_steps:
+        return float(max_steps)
+    return float(lbfgs_start + (max_steps - lbfgs_start) * lbfgs_iterations)
 
 
 def _reason(err: BaseException) -> str:
@@ -16,36 +79,30 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"[:300]
 
 
-class CompiledLoss:
-    """Calls ``torch.compile(fn)``; where compiling fails, warns once with the reason and calls ``fn`` from then on.
+class CompiledKernel:
+    """Calls ``torch.compile(fn)`` where gradients are on; where compiling fails, warns once with the reason and
+    calls ``fn`` from then on.
 
-    ``fn`` must be a pure function of its arguments that returns the loss (a scalar tensor), optionally in a tuple
-    with anything else. The first call compiles the forward graph and, by differentiating a throw-away loss once
-    w.r.t. ``params()``, the backward graph too (torch compiles it lazily, so a failure would otherwise surface
-    later, inside the caller's ``backward``); that probe costs one extra forward and backward pass, once. A genuine
-    error of ``fn`` itself is raised unchanged: on a failure the eager ``fn`` runs, and only if it succeeds is
-    compiling blamed.
+    ``fn`` takes tensors (or ``None``) and constants and returns a tuple of tensors (or ``None``). Under
+    ``torch.no_grad`` (residuals ranked for resampling, predictions) ``fn`` runs eagerly: those calls come with
+    other shapes, and each new shape would be compiled again. The first call with a new signature compiles the
+    forward graph and, by differentiating its outputs once, the backward graph too (torch compiles that lazily,
+    so a failure would otherwise surface later, inside the caller's ``backward``); that probe costs one extra call,
+    once per signature. An error of ``fn`` itself is raised unchanged: on a failure the eager ``fn`` runs, and only
+    if it succeeds is the compiler blamed.
 
     Args:
-        fn: The loss function.
-        params: The tensors the loss is differentiated for (used by the backward probe only).
+        fn: The function.
         name: What ``fn`` computes, for the warning.
         backend: ``torch.compile`` backend.
     """
 
-    def __init__(
-        self, fn: Callable, params: Callable[[], Iterable[Tensor]], name: str = "the loss", backend: str = "inductor"
-    ) -> None:
-        self.fn, self.params, self.name = fn, params, name
+    def __init__(self, fn: Callable, name: str, backend: str = "inductor") -> None:
+        self.fn, self.name = fn, name
         self.state = "untried"  # -> "compiled" or "eager"
         self.reason: str | None = None
-        # AOTAutograd's on-disk cache, on by default in torch 2.13: a training loss restored from it ran 40 % slower
-        # than a fresh compile of the same loss (99 vs 70 ms a step for the reference model on a CPU), and saving an
-        # entry once crashed the process with a segmentation fault, which no fallback can catch. Inductor's own
-        # kernel cache stays on, so a second run still skips most of the compiling. The setting is process-wide (the
-        # backward of a recompiled loss is compiled later, inside the caller's backward, so a scoped patch would miss
-        # it); it is made only when compiling is asked for.
-        compat.disable_autograd_cache()
+        self.signatures: set[tuple] = set()
+        configure_compiler()
         try:
             self.compiled = torch.compile(fn, backend=backend)
         except Exception as err:  # e.g. a Python version or platform that torch.compile does not support
@@ -55,29 +112,28 @@ class CompiledLoss:
         self.state, self.reason = "eager", _reason(err)
         warnings.warn(
             f"torch.compile could not compile {self.name} ({self.reason}); running it without compiling. "
-            "Set compile to false to silence this.",
+            "Set model.compile to false to silence this.",
             RuntimeWarning,
             stacklevel=3,
         )
 
     def __call__(self, *args):
-        if self.state == "compiled":
-            return self.compiled(*args)
-        if self.state == "eager":
+        if self.state == "eager" or not torch.is_grad_enabled():
             return self.fn(*args)
+        key = tuple((tuple(a.shape), a.dtype, a.device, a.requires_grad) if isinstance(a, Tensor) else a for a in args)
+        if key in self.signatures:
+            return self.compiled(*args)
         try:
-            # a throw-away call first: it compiles the forward graph, and differentiating its loss compiles the
-            # backward graph, so that a failure there surfaces here and not in the caller's backward
-            probe = self.compiled(*args)
-            loss = probe[0] if isinstance(probe, tuple) else probe
-            params = [p for p in self.params() if p.requires_grad]
-            if loss.requires_grad and params:
-                torch.autograd.grad(loss, params, allow_unused=True)
-            del probe, loss
+            probe = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a for a in args]
+            outputs = [o for o in self.compiled(*probe) if isinstance(o, Tensor) and o.requires_grad]
+            inputs = [a for a in probe if isinstance(a, Tensor) and a.requires_grad]
+            if outputs and inputs:
+                torch.autograd.grad(sum(o.sum() for o in outputs), inputs, allow_unused=True)
             out = self.compiled(*args)
         except Exception as err:  # any failure of the compiler means: run eagerly
             out = self.fn(*args)  # raises here if the error was fn's own
             self._fall_back(err)
             return out
+        self.signatures.add(key)
         self.state = "compiled"
         return out

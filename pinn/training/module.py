@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from pinn import compat
 from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
+from pinn.networks.taylor import hidden_layer, taylor_applies
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
@@ -21,7 +23,7 @@ from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
-from pinn.training.compiled import CompiledLoss
+from pinn.training.compiled import MIN_EVALUATIONS, CompiledKernel, compiler_missing, loss_evaluations
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
 from pinn.training.losses import LossWeights, boundary_loss, config_of, masked_mse, mse, problem_difference
 from pinn.training.metrics import RelativeL2
@@ -51,8 +53,11 @@ class ElasticPINN(L.LightningModule):
         optimizer: Optimizer factory; ``PersistentAdam`` by default, any ``torch.optim`` class in YAML.
         scheduler: Optional learning-rate scheduler factory, stepped every training step.
         engine: Derivative engine: ``auto`` (fastest that applies), ``autograd`` or ``taylor``.
-        compile: Compile the training loss (forward and backward) with ``torch.compile``; where it cannot
-            compile, training goes on uncompiled after a warning that says why.
+        compile: ``torch.compile`` the Taylor engine's layer update in the PDE residual, forward and backward
+            (:mod:`pinn.training.compiled`). ``"auto"``: when the Taylor engine applies, a compiler is found and
+            ``fit`` will evaluate the loss at least ``MIN_EVALUATIONS`` (2000) times (one per step, ``max_iter``
+            per L-BFGS step); ``true``: always; ``false``: never. Where it cannot compile, training goes on
+            uncompiled after a warning that says why.
         causal: Causal weighting of the PDE residual over time slices (Wang, Sankaran & Perdikaris 2022); ``None``
             weights all times equally. ``train/loss_pde`` is then the weighted loss, and ``causal/weight_min`` the
             weight of the last slice (1 once every slice fits).
@@ -77,7 +82,7 @@ class ElasticPINN(L.LightningModule):
         optimizer: OptimizerCallable = PersistentAdam,
         scheduler: LRSchedulerCallable | None = None,
         engine: Engine = "auto",
-        compile: bool = False,
+        compile: bool | Literal["auto"] = "auto",
         unknowns: Unknowns | None = None,
         causal: Causal | None = None,
         fourier: FourierFeatures | None = None,
@@ -116,8 +121,11 @@ class ElasticPINN(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.engine = engine
-        self.compile_loss = compile
-        self._compiled_loss: CompiledLoss | None = None
+        if compile not in (True, False, "auto"):
+            raise ValueError(f"model.compile must be true, false or auto, got {compile!r}.")
+        self.compile = compile
+        self._kernel: CompiledKernel | None = None  # the compiled layer update, where compiling was decided
+        self._compile_decided = False
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
         self.causal = Causal(**causal) if isinstance(causal, dict) else causal
@@ -166,7 +174,40 @@ class ElasticPINN(L.LightningModule):
 
     def fields(self, xyt: Tensor, order: str):
         """:class:`~pinn.networks.derivatives.Fields` of the network at ``xyt`` (read in the model's dtype)."""
-        return compute_fields(self.net, xyt.to(self.dtype), order, self.engine)
+        if self.compile is True and not self._compile_decided:
+            self.decide_compile(-1)
+        kernel = self._kernel if self.training else None  # evaluation shapes vary: each would compile anew
+        return compute_fields(self.net, xyt.to(self.dtype), order, self.engine, kernel)
+
+    def decide_compile(self, max_steps: int) -> bool:
+        """Start compiling, or not, as ``compile`` says for a fit of ``max_steps`` steps (-1: no limit); says why."""
+        self._compile_decided = True
+        if self.compile is False:
+            return False
+        use, why = True, f"model.compile is {str(self.compile).lower()}"
+        start = None if self.lbfgs is None else self.lbfgs.start_step
+        n = loss_evaluations(max_steps, start, 1 if self.lbfgs is None else self.lbfgs.max_iter)
+        if self.engine == "autograd" or not taylor_applies(self.net):
+            use, why = False, "the Taylor engine does not apply, and only its layer update is compiled"
+        elif self.compile == "auto" and compiler_missing(self.device):
+            use, why = False, compiler_missing(self.device)
+        elif self.compile == "auto" and n < MIN_EVALUATIONS:
+            use, why = False, f"a short run: up to {n:.0f} loss evaluations, fewer than {MIN_EVALUATIONS}"
+        elif self.compile == "auto" and n < float("inf"):
+            why += f" and the run is long: up to {n:.0f} loss evaluations"
+        if use:
+            self._kernel = CompiledKernel(hidden_layer, "the Taylor layer update")
+            rank_zero_info(f"Compiling the Taylor layer update ({why}); model.compile: false turns it off.")
+        elif self.compile is True:
+            rank_zero_warn(f"model.compile is true, but {why}: running uncompiled.")
+        else:
+            rank_zero_info(f"Not compiling ({why}); model.compile: true compiles anyway.")
+        return use
+
+    def on_fit_start(self) -> None:
+        if not self._compile_decided:
+            # the whole run's length, not what is left of it, so that a resumed run decides as the first one did
+            self.decide_compile(self.trainer.max_steps)
 
     def pde_residual(self, xyt: Tensor) -> Tensor:
         """Residual ``(N, 2)`` of the network at interior points ``(N, 3)``, in SI (N/m^3)."""
@@ -219,12 +260,7 @@ class ElasticPINN(L.LightningModule):
             advance_stage(self)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """The weighted training loss and its unweighted terms; compiled where ``compile`` is set."""
-        if self.compile_loss and self._compiled_loss is None:
-            self._compiled_loss = CompiledLoss(self._weighted_loss, self.parameters, "the training loss")
-        return (self._compiled_loss or self._weighted_loss)(batch)
-
-    def _weighted_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted training loss and its unweighted terms."""
         terms = self.loss_terms(batch)
         return sum(self.weight(k) * v for k, v in terms.items()), terms
 
@@ -235,7 +271,6 @@ class ElasticPINN(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         if self.balancer is not None and self.stage == "adam" and self.balancer.due(self.global_step):
-            # terms of an uncompiled pass: the balancer differentiates each one separately
             factors = self.balancer.update(self.loss_terms(batch), list(self.net.parameters()))
             self.log_dict({f"balance/{k}": v for k, v in factors.items()}, on_step=True, on_epoch=False)
         loss, terms = self.training_loss(batch)
