@@ -53,12 +53,17 @@ def name(engine: str, compile: bool) -> str:
     return engine + (" + compile" if compile else "")
 
 
-def build(engine: str, compile: bool, device: str) -> tuple[ElasticPINN, Callable[[], None], Callable[[], None]]:
-    """The reference model and batch on ``device``; returns (the model, one training step, one plain forward)."""
-    if engine == "config":  # the model and first batch of `pinn fit -c configs/plane_wave.yaml`
+MAIN_JOB = Path(__file__).resolve().parents[1] / "configs" / "plane_wave.yaml"
+
+
+def build(engine: str, compile: bool, device: str, config: Path = MAIN_JOB
+          ) -> tuple[ElasticPINN, Callable[[], None], Callable[[], None]]:
+    """The reference model and batch on ``device``; returns (the model, one training step, one plain forward).
+    ``engine="config"``: the model and first batch of ``pinn fit -c config`` instead, as the config sets them."""
+    if engine == "config":
         from pinn.cli import cli_main
 
-        cli = cli_main(["-c", str(Path(__file__).resolve().parents[1] / "configs" / "plane_wave.yaml")], run=False)
+        cli = cli_main(["-c", str(config)], run=False)
         model, data = cli.model.to(device), cli.datamodule
     else:
         problem = PlaneWaves([Wave("P", 0.3, 2 * math.pi), Wave("S", 1.2, 2 * math.pi)],

@@ -9,6 +9,7 @@ points, weights and optimizer in each library's own API.
 
     python benchmarks/throughput.py                       # 5 rounds of 20 timed steps, 2 threads
     python benchmarks/throughput.py --points-scale 10     # PW2 with 10x the points
+    python benchmarks/throughput.py --config configs/layered_source.yaml   # this project only: no peer script
     python benchmarks/throughput.py --dry-run --threads 1 # every contender for 3 steps, 1 round: a check
 
 The first run creates a virtual environment per peer under ``~/.cache/pinn-benchmark-peers/<name>``
@@ -16,8 +17,10 @@ The first run creates a virtual environment per peer under ``~/.cache/pinn-bench
 there with pip (the package registry is all it needs); later runs
 reuse them (a changed requirements file reinstalls).
 
-Contenders: this project's training step, eager and with ``model.compile: true`` (the model and first batch of
-``pinn fit -c configs/plane_wave.yaml``, built by ``benchmarks/step.py``'s ``build``; one step is
+Contenders: this project's training step, eager (``model.compile: false``) and compiled (``true``, what
+``compile: auto`` picks for runs of 2000 loss evaluations or more, the shipped configs' among them), the model and
+first batch of ``pinn fit -c configs/plane_wave.yaml`` (or ``--config``), built by ``benchmarks/step.py``'s
+``build``; one step is
 ``ElasticPINN.training_loss``, its backward pass and the ``PersistentAdam`` step, outside Lightning's loop),
 DeepXDE (``Model.train``) and PINA (``Trainer.train``), each step of a peer timed inside the library's own
 training loop by its callbacks (loss, backward and optimizer step). Each measurement is a fresh subprocess with
@@ -26,6 +29,10 @@ the compiled step), then ``--steps`` timed steps, of which it reports the median
 measures every contender (in an order rotated each round) before round r + 1, so drifts of the machine hit all of
 them alike; the table gives the median over rounds. ``loss_first``, the loss at the initial weights of the same
 problem, is a sanity column: the four should be finite and of the same size (the initial weights differ).
+
+Compile time: the compiled contender's first measurement compiles into an empty inductor cache made for this run,
+the later ones find its kernels there; the notes give the first training step's wall time of each (compiling
+included) against the eager one's.
 """
 
 from __future__ import annotations
@@ -47,9 +54,10 @@ PEERS = HERE / "peers"
 # the peers' environments (torch and all, over 1 GB each) live in the user's cache, not in the repository
 VENV_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pinn-benchmark-peers"
 POINTS = (4096, 1024, 1024)  # interior, boundary, initial
+PW2_CONFIG = HERE.parent / "configs" / "plane_wave.yaml"
 CONTENDERS = {
     "eager": "this project, eager",
-    "compile": "this project, model.compile",
+    "compile": "this project, compiled",
     "deepxde": "DeepXDE",
     "pina": "PINA",
 }
@@ -90,7 +98,7 @@ def project_child(args: argparse.Namespace) -> None:
     cli_main = pinn.cli.cli_main
     pinn.cli.cli_main = lambda argv, run=True: cli_main([*argv, *overrides], run=run)
     t0 = time.perf_counter()
-    model, step, _ = build("config", False, "cpu")
+    model, step, _ = build("config", False, "cpu", Path(args.config).resolve())
     pinn.cli.cli_main = cli_main
 
     first: dict = {}
@@ -104,7 +112,10 @@ def project_child(args: argparse.Namespace) -> None:
         return loss, terms
 
     model.training_loss = record_first
-    for _ in range(args.warmup):
+    t1 = time.perf_counter()
+    step()
+    first_step = time.perf_counter() - t1
+    for _ in range(args.warmup - 1):
         step()
     setup = time.perf_counter() - t0
     times = []
@@ -113,12 +124,12 @@ def project_child(args: argparse.Namespace) -> None:
         step()
         times.append(time.perf_counter() - t)
     ms = statistics.median(times) * 1e3
-    compiled = model._compiled_loss.state if model._compiled_loss is not None else "eager"
+    compiled = model._kernel.state if model._kernel is not None else "eager"
     print(json.dumps({
         "library": "pinn", "version": _version("pinn"), "torch": torch.__version__, "ms_per_step": ms,
-        "points_per_s": sum(POINTS) * args.points_scale / (ms / 1e3), "steps": args.steps,
+        "points_per_s": first["points"] / (ms / 1e3), "steps": args.steps, "first_step_s": first_step,
         "threads": torch.get_num_threads(), "loss_first": first["loss"], "points_per_step": first["points"],
-        "compiled": compiled, "reason": getattr(model._compiled_loss, "reason", None), "setup_s": setup,
+        "compiled": compiled, "reason": getattr(model._kernel, "reason", None), "setup_s": setup,
     }))
 
 
@@ -137,13 +148,14 @@ def command(name: str, args: argparse.Namespace) -> list[str]:
     common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
               "--points-scale", str(args.points_scale)]
     if name in ("eager", "compile"):
-        return [sys.executable, str(Path(__file__).resolve()), "--child", name, *common]
+        return [sys.executable, str(Path(__file__).resolve()), "--child", name, "--config", args.config, *common]
     return [str(peer_python(name, Path(args.venv_dir))), str(PEERS / f"{name}_pw2.py"), *common]
 
 
 def measure(name: str, args: argparse.Namespace) -> dict | None:
     threads = str(args.threads)
-    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, DDE_BACKEND="pytorch")
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, DDE_BACKEND="pytorch",
+               TORCHINDUCTOR_CACHE_DIR=args.cache_dir)
     out = subprocess.run(command(name, args), env=env, capture_output=True, text=True, cwd=HERE.parent)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -166,7 +178,7 @@ def load() -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    names = list(CONTENDERS)
+    names = list(CONTENDERS) if Path(args.config).resolve() == PW2_CONFIG else ["eager", "compile"]
     for name in names:  # create the peers' environments before anything is timed
         if name not in ("eager", "compile"):
             peer_python(name, Path(args.venv_dir))
@@ -187,7 +199,8 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     points = sum(POINTS) * args.points_scale
-    print(f"\nPW2{'' if args.points_scale == 1 else f' with {args.points_scale}x the points'}: "
+    setting = "PW2" if len(names) > 2 else f"{args.config} (no peer script for it)"
+    print(f"\n{setting}{'' if args.points_scale == 1 else f' with {args.points_scale}x the points'}: "
           f"{points} points per step ({' + '.join(str(n * args.points_scale) for n in POINTS)})")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; {args.threads} threads; "
           f"load average {load_before} before, {load_after} after\n")
@@ -222,6 +235,12 @@ def run(args: argparse.Namespace) -> None:
                         "pina": "the network (the initial points once per condition: displacement and velocity)"}
                 print(f"note: {CONTENDERS[name]} evaluates {what.get(name, 'the network')} on "
                       f"{r['points_per_step']} points per step")
+    if results["eager"] and results["compile"]:
+        eager_first = statistics.median(r["first_step_s"] for r in results["eager"])
+        cold, warm = results["compile"][0]["first_step_s"], [r["first_step_s"] for r in results["compile"][1:]]
+        print(f"compile: first step {cold:.1f} s with an empty cache, "
+              + (f"{statistics.median(warm):.1f} s with the cached kernels (median of {len(warm)}), " if warm else "")
+              + f"against {eager_first:.2f} s for the eager first step")
     firsts = [rs[0]["loss_first"] for rs in results.values() if rs]
     if firsts and (not all(math.isfinite(x) for x in firsts) or max(firsts) > 3 * min(firsts)):
         print("warning: the first losses are not finite or differ by more than 3x: check that the problems match")
@@ -236,6 +255,8 @@ def main() -> None:
     p.add_argument("--points-scale", type=int, default=1, help="multiply every point count by this (10: PW2 x10)")
     p.add_argument("--venv-dir", default=str(VENV_DIR),
                    help="where the peers' virtual environments live (over 1 GB each; outside the repository)")
+    p.add_argument("--config", default=str(PW2_CONFIG), help="this project's config (peers run only for PW2)")
+    p.add_argument("--cache-dir", help=argparse.SUPPRESS)  # the run's own inductor cache, made empty by run()
     p.add_argument("--dry-run", action="store_true", help="1 round of 3 steps after 1 warm-up step: a check")
     p.add_argument("--child", choices=["eager", "compile"], help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -245,7 +266,11 @@ def main() -> None:
         p.error("--rounds, --steps, --warmup and --points-scale must be >= 1")
     if args.child:
         project_child(args)
-    else:
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pinn-inductor-") as cache:
+        args.cache_dir = cache
         run(args)
 
 

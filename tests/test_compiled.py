@@ -1,5 +1,4 @@
-"""torch.compile of the Taylor layer update: the same numbers as eager, when it is chosen, and a fallback that says
-why."""
+"""torch.compile of the Taylor streams: the same numbers as eager, when it is chosen, and a fallback that says why."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 import pinn.training.compiled
-from pinn.networks.taylor import hidden_layer
+from pinn.networks.taylor import hidden_layer, taylor_streams
 from pinn.training.compiled import CompiledKernel, cache_dir, loss_evaluations
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
@@ -50,7 +49,7 @@ def test_compiled_loss_matches_eager(activation):
 def counting_compile(calls: list, fail: str | None = None):
     def compile_(fn, backend="inductor"):
         def run(*args):
-            calls.append(args[0].shape)
+            calls.append(args[1].shape if fn is taylor_streams else args[0].shape)
             if fail:
                 raise RuntimeError(fail)
             return fn(*args)
@@ -191,6 +190,6 @@ def test_fit_compiles_where_auto_decides(monkeypatch, tmp_path):
                         devices=1, default_root_dir=tmp_path)
     trainer.fit(model, data)
     assert model._kernel.state == "compiled"
-    # two hidden-to-hidden layers: the probe and a call for the first, then 2 calls per layer and step
-    assert len(calls) == 1 + 2 * 2 and all(shape == (32, 8) for shape in calls)
+    # the interior points' streams only: the probe, then one call per step
+    assert len(calls) == 1 + 2 and all(shape == (32, 3) for shape in calls)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from pinn.networks.mlp import MLP
-from pinn.networks.taylor import DIRECTIONS, Kernel, taylor_applies, taylor_streams
+from pinn.networks.taylor import DIRECTIONS, Streams, taylor_applies, taylor_streams
 
 Order = Literal["value", "velocity", "gradient", "pde"]
 ORDERS: tuple[str, ...] = ("value", "velocity", "gradient", "pde")
@@ -102,14 +102,14 @@ def autograd_fields(net: Callable[[Tensor], Tensor], xyt: Tensor, order: Order =
         return f
 
 
-def taylor_fields(net: MLP, xyt: Tensor, order: Order = "pde", kernel: Kernel | None = None) -> Fields:
+def taylor_fields(net: MLP, xyt: Tensor, order: Order = "pde", streams: Streams | None = None) -> Fields:
     """Fast engine for :class:`MLP`: forward Taylor propagation (see :mod:`pinn.networks.taylor`), one pass for all orders.
 
     Args:
         net: The MLP (see :func:`pinn.networks.taylor.taylor_applies`).
         xyt: Points ``(N, 3)``.
         order: Which derivatives to compute (see the module docstring).
-        kernel: A replacement for :func:`pinn.networks.taylor.hidden_layer` (a compiled one), or ``None``.
+        streams: A replacement for :func:`~pinn.networks.taylor.taylor_streams` (a compiled one), or ``None``.
     """
     _check_order(order)
     if not taylor_applies(net):
@@ -120,7 +120,7 @@ def taylor_fields(net: MLP, xyt: Tensor, order: Order = "pde", kernel: Kernel | 
     if order == "value":
         uv = net(xyt)  # (N, 2)
         return Fields(uv[:, 0], uv[:, 1])
-    uv, grad, hess = taylor_streams(net, xyt, order, kernel)  # (N, 2), (D, N, 2), (4, N, 2) | None
+    uv, grad, hess = (streams or taylor_streams)(net, xyt, order)  # (N, 2), (D, N, 2), (4, N, 2) | None
     f = Fields(uv[:, 0], uv[:, 1])
     for k, d in enumerate(DIRECTIONS[order]):
         setattr(f, "u_" + "xyt"[d], grad[k, :, 0])
@@ -137,15 +137,15 @@ ENGINES: tuple[str, ...] = ("auto", "autograd", "taylor")
 
 def compute_fields(
     net: Callable[[Tensor], Tensor], xyt: Tensor, order: Order = "pde", engine: Engine = "auto",
-    kernel: Kernel | None = None,
+    streams: Streams | None = None,
 ) -> Fields:
     """Fields of ``net`` at ``xyt`` ``(N, 3)`` with the chosen engine.
 
     ``"auto"`` takes :func:`taylor_fields` where it applies (:func:`taylor_applies`) and :func:`autograd_fields`
-    for any other network. ``kernel`` goes to :func:`taylor_fields`.
+    for any other network. ``streams`` goes to :func:`taylor_fields`.
     """
     if engine not in ENGINES:
         raise ValueError(f"derivative engine {engine!r} is not one of {ENGINES}.")
     if engine == "taylor" or (engine == "auto" and taylor_applies(net)):
-        return taylor_fields(net, xyt, order, kernel)
+        return taylor_fields(net, xyt, order, streams)
     return autograd_fields(net, xyt, order)

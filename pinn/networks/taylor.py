@@ -9,8 +9,8 @@ from the chain rule applied layer by layer (Griewank & Walther 2008, *Evaluating
 
 The value ``(N, W)``, the first-derivative streams ``(D, N, W)`` and the second-derivative streams ``(4, N, W)``
 go through each Linear layer as three matmuls, and the backward pass to the weights runs once through this graph
-(autograd derives it). The elementwise part of a hidden layer, :func:`hidden_layer`, is about a third of an eager
-step; ``taylor_streams(..., kernel=torch.compile(hidden_layer))`` fuses it, forward and backward, into two kernels.
+(autograd derives it). The elementwise products of the streams are about a third of an eager training step;
+``torch.compile(taylor_streams)`` fuses them, forward and backward, into a few kernels (:mod:`pinn.training.compiled`).
 Only the streams the order needs are pushed: t for ``"velocity"``; x, y, t for ``"gradient"``; x, y, t and
 xx, yy, tt, xy for ``"pde"``. Random Fourier features enter as a first layer with the same rule (their phase is
 linear in the input), and factorised layers through their product weight, so both keep the single pass.
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from pinn.networks.mlp import MLP
 
-Kernel = Callable[[Tensor, Tensor, "Tensor | None", str], "tuple[Tensor, Tensor, Tensor | None]"]
+Streams = Callable[[MLP, Tensor, str], "tuple[Tensor, Tensor, Tensor | None]"]
 DIRECTIONS = {"velocity": (2,), "gradient": (0, 1, 2), "pde": (0, 1, 2)}
 
 
@@ -59,16 +59,13 @@ def hidden_layer(a: Tensor, ga: Tensor, aa: Tensor | None, activation: str) -> t
     return h, d1 * ga, hh
 
 
-def taylor_streams(net: MLP, xyt: Tensor, order: str, kernel: Kernel | None = None
-                   ) -> tuple[Tensor, Tensor, Tensor | None]:
+def taylor_streams(net: MLP, xyt: Tensor, order: str) -> tuple[Tensor, Tensor, Tensor | None]:
     """Push the streams of ``order`` through ``net``.
 
     Args:
         net: The MLP (see :func:`taylor_applies`).
         xyt: Points ``(N, 3)``.
         order: ``"velocity"``, ``"gradient"`` or ``"pde"``.
-        kernel: What computes :func:`hidden_layer` for ``"pde"`` (e.g. a compiled version of it); ``None``:
-            :func:`hidden_layer` itself. The lower orders, a small part of a step, always run it eagerly.
 
     Returns:
         ``uv`` ``(N, 2)``; first derivatives ``(D, N, 2)`` along :data:`DIRECTIONS` ``[order]``; second derivatives
@@ -95,10 +92,9 @@ def taylor_streams(net: MLP, xyt: Tensor, order: str, kernel: Kernel | None = No
         h = torch.cat([cos, sin], dim=-1)  # (N, 2m)
         g = torch.cat([-sin * c, cos * c], dim=-1)  # (D, N, 2m)
         hh = -h * _pairs(torch.cat([c, c], dim=-1)) if second else None  # (4, N, 2m)
-    layer_fn = kernel if second and kernel is not None else hidden_layer
     for layer in layers:
         a, ga = layer(h), F.linear(g, layer.weight)  # (N, W), (D, N, W)
-        h, g, hh = layer_fn(a, ga, F.linear(hh, layer.weight) if second else None, net.activation)
+        h, g, hh = hidden_layer(a, ga, F.linear(hh, layer.weight) if second else None, net.activation)
     uv, grad = net.out(h), F.linear(g, net.out.weight)  # (N, 2), (D, N, 2)
     hess = F.linear(hh, net.out.weight) if second else None  # (4, N, 2)
     if net.output_scale != 1.0:

@@ -1,12 +1,13 @@
-"""``torch.compile`` of the Taylor engine's layer update: when it is worth it, where its cache lives, and an eager
+"""``torch.compile`` of the Taylor engine's streams: when it is worth it, where its cache lives, and an eager
 fallback that says why it was needed.
 
-What is compiled is :func:`pinn.networks.taylor.hidden_layer` for the second-order streams of the PDE residual, not
-the whole loss. Profiling the eager step puts about half of it in matrix products, which compiling does not speed
-up, and most of the rest in that layer update, a dozen passes over ``(8, N, W)`` arrays forward and backward, which
-compiling fuses into one kernel each way. Every hidden layer reuses the same two kernels, so there are two small
-graphs to compile rather than one large graph of the whole loss: on the 2-core development machine the first
-compile took about 9 s instead of 25 s, for the same step time (``docs/speed.md``).
+What is compiled is :func:`pinn.networks.taylor.taylor_streams` for the PDE residual (the value and its eight
+derivative streams on the interior points), not the whole loss. Profiling the eager step puts about half of it in
+matrix products, which compiling does not speed up, and most of the rest in the elementwise products of the streams,
+a dozen passes over ``(8, N, W)`` arrays per layer forward and backward, which compiling fuses. The boundary and
+initial terms (a few streams on fewer points) and the loss terms stay eager: compiling them too, the whole loss,
+took longer to compile (25 s against about 18 s on the 2-core development machine) for no faster step
+(``docs/speed.md``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-# A compile costs ~10 s on a small CPU and saves ~20 % of a step; below this many loss evaluations (about 40 ms
-# each there) it would not pay for itself. A warm cache (~2 s) pays off much sooner, but whether it is warm is not
-# known before compiling.
+# A first compile costs ~18 s on a small CPU and saves ~15 ms of a ~40 ms step; below this many loss evaluations it
+# would not pay for itself. A warm cache (~2 s) pays off much sooner, but whether it is warm is not known before
+# compiling.
 MIN_EVALUATIONS = 2000
 
 
@@ -40,7 +41,7 @@ def configure_compiler() -> None:
 
     Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first needs the cache, so setting it before the first compile
     suffices. Its default pool of compile workers takes longer to start than the two kernels here take to compile
-    (about 12 s against 9 s for the first compile on 2 cores), so one thread, unless
+    (the first compile took 20 s with the pool and 18 s without on 2 cores), so one thread, unless
     ``TORCHINDUCTOR_COMPILE_THREADS`` is set.
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
@@ -83,22 +84,24 @@ class CompiledKernel:
     """Calls ``torch.compile(fn)`` where gradients are on; where compiling fails, warns once with the reason and
     calls ``fn`` from then on.
 
-    ``fn`` takes tensors (or ``None``) and constants and returns a tuple of tensors (or ``None``). Under
+    ``fn`` takes tensors, modules and constants and returns a tuple of tensors (or ``None``). Under
     ``torch.no_grad`` (residuals ranked for resampling, predictions) ``fn`` runs eagerly: those calls come with
     other shapes, and each new shape would be compiled again. The first call with a new signature compiles the
-    forward graph and, by differentiating its outputs once, the backward graph too (torch compiles that lazily,
-    so a failure would otherwise surface later, inside the caller's ``backward``); that probe costs one extra call,
-    once per signature. An error of ``fn`` itself is raised unchanged: on a failure the eager ``fn`` runs, and only
-    if it succeeds is the compiler blamed.
+    forward graph and, by differentiating its outputs once for ``params()`` and the tensor arguments, the backward
+    graph too (torch compiles that lazily, so a failure would otherwise surface later, inside the caller's
+    ``backward``); that probe costs one extra call, once per signature. An error of ``fn`` itself is raised
+    unchanged: on a failure the eager ``fn`` runs, and only if it succeeds is the compiler blamed.
 
     Args:
         fn: The function.
         name: What ``fn`` computes, for the warning.
+        params: The parameters ``fn`` reads besides its arguments (a module's), for the probe.
         backend: ``torch.compile`` backend.
     """
 
-    def __init__(self, fn: Callable, name: str, backend: str = "inductor") -> None:
-        self.fn, self.name = fn, name
+    def __init__(self, fn: Callable, name: str, params: Callable[[], Iterable[Tensor]] = tuple,
+                 backend: str = "inductor") -> None:
+        self.fn, self.name, self.params = fn, name, params
         self.state = "untried"  # -> "compiled" or "eager"
         self.reason: str | None = None
         self.signatures: set[tuple] = set()
@@ -120,13 +123,14 @@ class CompiledKernel:
     def __call__(self, *args):
         if self.state == "eager" or not torch.is_grad_enabled():
             return self.fn(*args)
-        key = tuple((tuple(a.shape), a.dtype, a.device, a.requires_grad) if isinstance(a, Tensor) else a for a in args)
+        key = tuple((tuple(a.shape), a.dtype, a.device, a.requires_grad) if isinstance(a, Tensor)
+                    else a if isinstance(a, (str, int, float, type(None))) else id(a) for a in args)
         if key in self.signatures:
             return self.compiled(*args)
         try:
             probe = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a for a in args]
             outputs = [o for o in self.compiled(*probe) if isinstance(o, Tensor) and o.requires_grad]
-            inputs = [a for a in probe if isinstance(a, Tensor) and a.requires_grad]
+            inputs = [a for a in [*probe, *self.params()] if isinstance(a, Tensor) and a.requires_grad]
             if outputs and inputs:
                 torch.autograd.grad(sum(o.sum() for o in outputs), inputs, allow_unused=True)
             out = self.compiled(*args)

@@ -15,7 +15,7 @@ from pinn import compat
 from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
-from pinn.networks.taylor import hidden_layer, taylor_applies
+from pinn.networks.taylor import taylor_applies, taylor_streams
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
@@ -53,7 +53,7 @@ class ElasticPINN(L.LightningModule):
         optimizer: Optimizer factory; ``PersistentAdam`` by default, any ``torch.optim`` class in YAML.
         scheduler: Optional learning-rate scheduler factory, stepped every training step.
         engine: Derivative engine: ``auto`` (fastest that applies), ``autograd`` or ``taylor``.
-        compile: ``torch.compile`` the Taylor engine's layer update in the PDE residual, forward and backward
+        compile: ``torch.compile`` the Taylor engine's streams of the PDE residual, forward and backward
             (:mod:`pinn.training.compiled`). ``"auto"``: when the Taylor engine applies, a compiler is found and
             ``fit`` will evaluate the loss at least ``MIN_EVALUATIONS`` (2000) times (one per step, ``max_iter``
             per L-BFGS step); ``true``: always; ``false``: never. Where it cannot compile, training goes on
@@ -123,8 +123,8 @@ class ElasticPINN(L.LightningModule):
         self.engine = engine
         if compile not in (True, False, "auto"):
             raise ValueError(f"model.compile must be true, false or auto, got {compile!r}.")
-        self.compile = compile
-        self._kernel: CompiledKernel | None = None  # the compiled layer update, where compiling was decided
+        self.compile_mode = compile  # not self.compile: that is nn.Module's method
+        self._kernel: CompiledKernel | None = None  # the compiled Taylor streams, where compiling was decided
         self._compile_decided = False
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
@@ -174,31 +174,32 @@ class ElasticPINN(L.LightningModule):
 
     def fields(self, xyt: Tensor, order: str):
         """:class:`~pinn.networks.derivatives.Fields` of the network at ``xyt`` (read in the model's dtype)."""
-        if self.compile is True and not self._compile_decided:
+        if self.compile_mode is True and not self._compile_decided:
             self.decide_compile(-1)
-        kernel = self._kernel if self.training else None  # evaluation shapes vary: each would compile anew
-        return compute_fields(self.net, xyt.to(self.dtype), order, self.engine, kernel)
+        # the residual in training only: evaluation shapes vary, and each would compile anew
+        streams = self._kernel if self.training and order == "pde" else None
+        return compute_fields(self.net, xyt.to(self.dtype), order, self.engine, streams)
 
     def decide_compile(self, max_steps: int) -> bool:
         """Start compiling, or not, as ``compile`` says for a fit of ``max_steps`` steps (-1: no limit); says why."""
         self._compile_decided = True
-        if self.compile is False:
+        if self.compile_mode is False:
             return False
-        use, why = True, f"model.compile is {str(self.compile).lower()}"
+        use, why = True, f"model.compile is {str(self.compile_mode).lower()}"
         start = None if self.lbfgs is None else self.lbfgs.start_step
         n = loss_evaluations(max_steps, start, 1 if self.lbfgs is None else self.lbfgs.max_iter)
         if self.engine == "autograd" or not taylor_applies(self.net):
-            use, why = False, "the Taylor engine does not apply, and only its layer update is compiled"
-        elif self.compile == "auto" and compiler_missing(self.device):
+            use, why = False, "the Taylor engine does not apply, and only its streams are compiled"
+        elif self.compile_mode == "auto" and compiler_missing(self.device):
             use, why = False, compiler_missing(self.device)
-        elif self.compile == "auto" and n < MIN_EVALUATIONS:
+        elif self.compile_mode == "auto" and n < MIN_EVALUATIONS:
             use, why = False, f"a short run: up to {n:.0f} loss evaluations, fewer than {MIN_EVALUATIONS}"
-        elif self.compile == "auto" and n < float("inf"):
+        elif self.compile_mode == "auto" and n < float("inf"):
             why += f" and the run is long: up to {n:.0f} loss evaluations"
         if use:
-            self._kernel = CompiledKernel(hidden_layer, "the Taylor layer update")
-            rank_zero_info(f"Compiling the Taylor layer update ({why}); model.compile: false turns it off.")
-        elif self.compile is True:
+            self._kernel = CompiledKernel(taylor_streams, "the Taylor streams", self.net.parameters)
+            rank_zero_info(f"Compiling the Taylor streams of the residual ({why}); model.compile: false turns it off.")
+        elif self.compile_mode is True:
             rank_zero_warn(f"model.compile is true, but {why}: running uncompiled.")
         else:
             rank_zero_info(f"Not compiling ({why}); model.compile: true compiles anyway.")
