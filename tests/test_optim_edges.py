@@ -40,7 +40,7 @@ def test_tensor_hyperparameters_are_refused_at_construction(kwargs):
         PersistentAdam([{"params": params[:1]}, {"params": params[1:], **kwargs}])
 
 
-@pytest.mark.parametrize("key", ["fused", "capturable", "differentiable"])
+@pytest.mark.parametrize("key", ["fused", "differentiable"])
 def test_torch_only_kernels_are_refused_in_groups(key):
     params = make_params()
     with pytest.raises(ValueError, match=rf"parameter group 1: {key}=True selects a torch.optim.Adam kernel"):

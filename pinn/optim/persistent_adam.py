@@ -12,9 +12,11 @@ with optional L2 weight decay (:math:`g_t \leftarrow g_t + \lambda\theta_{t-1}`)
 AMSGrad (Reddi et al. 2018: :math:`v^{max}_t = \max(v^{max}_{t-1}, v_t)` replaces :math:`v_t` in the denominator)
 and ``maximize`` (:math:`g_t \leftarrow -g_t`).
 
-The arithmetic is the same sequence of tensor operations as ``torch.optim.Adam`` (non-fused, non-capturable), so
-both give identical results on the same gradients; the state is stored in torch's layout, so state dicts move
-between the two. ``StatelessAdam`` is the stateless approximation kept as a baseline.
+The arithmetic is the same sequence of tensor operations as ``torch.optim.Adam`` (non-fused), so both give
+identical results on the same gradients, with ``capturable`` as with torch's ``capturable``; the state is stored in
+torch's layout, so state dicts move between the two. ``capturable=True`` keeps ``step`` on the parameter's device
+and computes the bias corrections there, so a step reads nothing back to the host and can be captured in a CUDA
+graph (``torch.cuda.graph``). ``StatelessAdam`` is the stateless approximation kept as a baseline.
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ from pinn.optim.state import FORMAT_VERSION, check_group, check_hyperparameters,
 
 __all__ = ["FORMAT_VERSION", "PersistentAdam", "StatelessAdam", "persistent_adam"]
 
-OPTIONS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "amsgrad", "maximize", "foreach")
+OPTIONS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "amsgrad", "maximize", "foreach",
+           "capturable")
 
 
 class PersistentAdam(Optimizer):
     """Adam with per-parameter ``step``, ``exp_avg`` (m) and ``exp_avg_sq`` (v) kept across steps and checkpoints.
 
     Per parameter the state is ``step`` (a float32 scalar on the CPU, as in ``torch.optim.Adam``, so reading it
-    costs no device synchronisation), ``exp_avg`` and ``exp_avg_sq`` (like the parameter), and ``max_exp_avg_sq``
-    with ``amsgrad``. Every hyper-parameter is read from the parameter group at each step, so groups may differ
+    costs no device synchronisation; on the parameter's device with ``capturable``), ``exp_avg`` and
+    ``exp_avg_sq`` (like the parameter), and ``max_exp_avg_sq`` with ``amsgrad``. Every hyper-parameter is read from the parameter group at each step, so groups may differ
     (e.g. a separate learning rate for material parameters) and schedulers may change ``lr``.
 
     Args:
@@ -53,6 +56,9 @@ class PersistentAdam(Optimizer):
         maximize: Maximise the objective instead of minimising it.
         foreach: Use the multi-tensor ``torch._foreach_*`` path; ``None`` picks it when every parameter is on the
             CPU or a CUDA device.
+        capturable: Keep ``step`` on the parameters' device and never synchronise with the host, so that the step
+            can be captured in a CUDA graph (as ``torch.optim.Adam(capturable=True)``). It is a setting of the
+            process, not of the run: a state dict loads into either.
     """
 
     def __init__(
@@ -66,9 +72,11 @@ class PersistentAdam(Optimizer):
         amsgrad: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        capturable: bool = False,
     ) -> None:
         check_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        values = (lr, tuple(betas), eps, weight_decay, decoupled_weight_decay, amsgrad, maximize, foreach)
+        values = (lr, tuple(betas), eps, weight_decay, decoupled_weight_decay, amsgrad, maximize, foreach,
+                  bool(capturable))
         super().__init__(params, dict(zip(OPTIONS, values)))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -103,10 +111,13 @@ class PersistentAdam(Optimizer):
             if p.grad is None:
                 continue
             state = self.state[p]
+            step_device = p.device if group["capturable"] else torch.device("cpu")
             if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["step"] = torch.zeros((), dtype=torch.float32, device=step_device)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif state["step"].device != step_device:  # capturable switched, or state loaded on another device
+                state["step"] = state["step"].to(step_device)
             if group["amsgrad"] and "max_exp_avg_sq" not in state:
                 # zeros is the state AMSGrad starts from; also covers amsgrad switched on between steps
                 state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -134,7 +145,7 @@ class PersistentAdam(Optimizer):
                 params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
                 lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                 decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=group["amsgrad"],
-                maximize=group["maximize"], foreach=group["foreach"],
+                maximize=group["maximize"], foreach=group["foreach"], capturable=group["capturable"],
             )
         return loss
 
@@ -168,10 +179,12 @@ def persistent_adam(
     params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
     max_exp_avg_sqs: list[Tensor], steps: list[Tensor], *, lr: float, beta1: float, beta2: float, eps: float,
     weight_decay: float, decoupled_weight_decay: bool, amsgrad: bool, maximize: bool, foreach: bool | None,
+    capturable: bool = False,
 ) -> None:
     """Functional PersistentAdam: updates ``params`` and the state lists in place (see the module docstring).
 
-    ``max_exp_avg_sqs`` is used only with ``amsgrad``; ``steps`` are scalar tensors incremented here.
+    ``max_exp_avg_sqs`` is used only with ``amsgrad``; ``steps`` are scalar tensors incremented here, on the
+    parameters' device with ``capturable``.
     """
     if not params:  # e.g. a param group whose parameters got no gradient this step
         return
@@ -179,12 +192,13 @@ def persistent_adam(
         foreach = all(p.device.type in ("cuda", "cpu") for p in params)
     fn = _multi_tensor_persistent_adam if foreach else _single_tensor_persistent_adam
     fn(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-       weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, maximize=maximize)
+       weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, maximize=maximize,
+       capturable=capturable)
 
 
 def _single_tensor_persistent_adam(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
-    decoupled_weight_decay, amsgrad, maximize,
+    decoupled_weight_decay, amsgrad, maximize, capturable,
 ) -> None:
     for i, param in enumerate(params):
         grad = -grads[i] if maximize else grads[i]
@@ -197,6 +211,18 @@ def _single_tensor_persistent_adam(
                 grad = grad.add(param, alpha=weight_decay)
         exp_avg.lerp_(grad, 1 - beta1)  # m = b1 m + (1 - b1) g
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v = b2 v + (1 - b2) g^2
+        if capturable:
+            # the same update with the bias corrections as device tensors, folded into the denominator as torch
+            # does (addcdiv_ takes no tensor value): denom = (sqrt(v) / (sqrt(bc2) * -s) + eps / -s), s = lr / bc1
+            step_size_neg = (lr / (1 - beta1**step_t)).neg()
+            bias_correction2_sqrt = (1 - beta2**step_t).sqrt()
+            v = exp_avg_sq
+            if amsgrad:
+                max_exp_avg_sqs[i].copy_(torch.maximum(max_exp_avg_sqs[i], exp_avg_sq))
+                v = max_exp_avg_sqs[i]
+            denom = (v.sqrt() / (bias_correction2_sqrt * step_size_neg)).add_(eps / step_size_neg)
+            param.addcdiv_(exp_avg, denom)
+            continue
         step = step_t.item()
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
@@ -210,7 +236,7 @@ def _single_tensor_persistent_adam(
 
 def _multi_tensor_persistent_adam(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
-    decoupled_weight_decay, amsgrad, maximize,
+    decoupled_weight_decay, amsgrad, maximize, capturable,
 ) -> None:
     for p_, g_, m_, v_, vmax_, s_ in _by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                                                          steps):
@@ -231,6 +257,24 @@ def _multi_tensor_persistent_adam(
         torch._foreach_lerp_(m_, g_, 1 - beta1)
         torch._foreach_mul_(v_, beta2)
         torch._foreach_addcmul_(v_, g_, g_, 1 - beta2)
+        if capturable:
+            # -(1 - b1^t) / lr and sqrt(1 - b2^t) as device tensors, then the parameter update divided by the former
+            neg_bc1_over_lr = torch._foreach_pow(beta1, s_)
+            torch._foreach_sub_(neg_bc1_over_lr, 1)  # b1^t - 1
+            torch._foreach_div_(neg_bc1_over_lr, lr)
+            torch._foreach_reciprocal_(neg_bc1_over_lr)  # -s = lr / (b1^t - 1)
+            bc2_sqrt = torch._foreach_pow(beta2, s_)
+            torch._foreach_sub_(bc2_sqrt, 1)
+            torch._foreach_neg_(bc2_sqrt)
+            torch._foreach_sqrt_(bc2_sqrt)
+            if amsgrad:
+                torch._foreach_maximum_(vmax_, v_)
+            denom = torch._foreach_sqrt(vmax_ if amsgrad else v_)
+            torch._foreach_div_(denom, bc2_sqrt)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_div_(denom, neg_bc1_over_lr)
+            torch._foreach_addcdiv_(p_, m_, denom)
+            continue
         step_values = [s.item() for s in s_]
         neg_step_size = [(lr / (1 - beta1**t)) * -1 for t in step_values]
         bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in step_values]

@@ -20,8 +20,10 @@ FORMAT_VERSION = 1
 """Version of the state dict layout written by ``PersistentAdam.state_dict`` (key ``format_version``)."""
 
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-# options that select torch.optim.Adam's fused/capturable/differentiable kernels; PersistentAdam has none of them
-TORCH_ONLY_KEYS = ("capturable", "differentiable", "fused")
+# options that select torch.optim.Adam's fused/differentiable kernels; PersistentAdam has neither of them
+TORCH_ONLY_KEYS = ("differentiable", "fused")
+# how this process runs a step, not part of a run's state: a loaded state dict does not change it
+PROCESS_KEYS = ("capturable",)
 _FIX = "Load a checkpoint written for the same model and optimizer settings, or start the optimizer afresh."
 
 
@@ -149,8 +151,10 @@ def check_state_dict(param_groups: list[dict[str, Any]], state_dict: Any) -> Non
 
 def clean_state_dict(param_groups: list[dict[str, Any]], state_dict: Any) -> dict[str, Any]:
     """Validate ``state_dict`` (see ``check_state_dict``) and return a copy ready for ``Optimizer.load_state_dict``:
-    moments copied to their parameter's device and dtype, ``step`` a fresh CPU float32 scalar, torch-only kernel
-    options dropped from the groups and missing options filled from the optimizer's groups."""
+    moments copied to their parameter's device and dtype, ``step`` a fresh float32 scalar (on the CPU, or on the
+    parameter's device where the group is ``capturable``), torch-only kernel options dropped from the groups, the
+    process's own setting (``capturable``) kept and missing options filled from the optimizer's
+    groups."""
     check_state_dict(param_groups, state_dict)
     state: dict[Any, dict[str, Any]] = {}
     groups = []
@@ -161,12 +165,13 @@ def clean_state_dict(param_groups: list[dict[str, Any]], state_dict: Any) -> dic
                 continue
             step = entry["step"]
             step = step.detach() if isinstance(step, Tensor) else torch.tensor(float(step))
-            state[pid] = {"step": step.to("cpu", torch.float32, copy=True).reshape(())}
+            device = param.device if group.get("capturable") else "cpu"
+            state[pid] = {"step": step.to(device, torch.float32, copy=True).reshape(())}
             for key in MOMENT_KEYS:
                 if key in entry:
                     state[pid][key] = entry[key].detach().to(param.device, param.dtype, copy=True)
         merged = {k: v for k, v in group.items() if k != "params"}
-        merged.update((k, v) for k, v in saved.items() if k not in TORCH_ONLY_KEYS)
+        merged.update((k, v) for k, v in saved.items() if k not in TORCH_ONLY_KEYS + PROCESS_KEYS)
         merged["betas"] = tuple(float(b) for b in merged["betas"])
         groups.append(merged)
     return {"state": state, "param_groups": groups}

@@ -24,6 +24,7 @@ from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.compiled import MIN_EVALUATIONS, CompiledKernel, compiler_missing, loss_evaluations
+from pinn.training.graphs import CaptureFailed, GraphedStep, graph_blockers
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
 from pinn.training.losses import LossWeights, boundary_loss, config_of, masked_mse, mse, problem_difference
 from pinn.training.metrics import RelativeL2
@@ -58,6 +59,9 @@ class ElasticPINN(L.LightningModule):
             ``fit`` will evaluate the loss at least ``MIN_EVALUATIONS`` (2000) times (one per step, ``max_iter``
             per L-BFGS step); ``true``: always; ``false``: never. Where it cannot compile, training goes on
             uncompiled after a warning that says why.
+        cuda_graphs: Capture each Adam step (forward, backward, the ``PersistentAdam`` update) in a CUDA graph and
+            replay it (:mod:`pinn.training.graphs`). ``"auto"``: on a CUDA device when nothing rules it out (the
+            run log says what did); ``true``: the same, with a warning naming what rules it out; ``false``: never.
         causal: Causal weighting of the PDE residual over time slices (Wang, Sankaran & Perdikaris 2022); ``None``
             weights all times equally. ``train/loss_pde`` is then the weighted loss, and ``causal/weight_min`` the
             weight of the last slice (1 once every slice fits).
@@ -83,6 +87,7 @@ class ElasticPINN(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         engine: Engine = "auto",
         compile: bool | Literal["auto"] = "auto",
+        cuda_graphs: bool | Literal["auto"] = "auto",
         unknowns: Unknowns | None = None,
         causal: Causal | None = None,
         fourier: FourierFeatures | None = None,
@@ -126,6 +131,12 @@ class ElasticPINN(L.LightningModule):
         self.compile_mode = compile  # not self.compile: that is nn.Module's method
         self._kernel: CompiledKernel | None = None  # the compiled Taylor streams, where compiling was decided
         self._compile_decided = False
+        if cuda_graphs not in (True, False, "auto"):
+            raise ValueError(f"model.cuda_graphs must be true, false or auto, got {cuda_graphs!r}.")
+        self.cuda_graphs = cuda_graphs
+        self._graphs: GraphedStep | None = None
+        self._graphs_decided = False
+        self._graph_now = False  # whether the current training step replays the graph
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
         self.causal = Causal(**causal) if isinstance(causal, dict) else causal
@@ -259,6 +270,39 @@ class ElasticPINN(L.LightningModule):
         compat.set_logging_step(self.trainer, self.trainer.global_step)
         if self.lbfgs is not None:
             advance_stage(self)
+        if not self._graphs_decided:
+            self._decide_graphs()
+        self._graph_now = self._graphs is not None and self.stage == "adam" and self._graphs.ready(batch)
+
+    def _decide_graphs(self) -> None:
+        self._graphs_decided = True
+        if self.cuda_graphs is False:
+            return
+        optimizer = self.trainer.optimizers[0]
+        blockers = graph_blockers(self, optimizer, self.trainer.world_size, self.scheduler_factory is not None,
+                                  bool(self.trainer.gradient_clip_val))
+        if not blockers:
+            self._graphs = GraphedStep(self, optimizer)
+            rank_zero_info("Capturing the Adam steps in a CUDA graph; model.cuda_graphs: false turns it off.")
+        elif self.cuda_graphs is True:
+            rank_zero_warn(f"model.cuda_graphs is true, but {'; '.join(blockers)}: running without CUDA graphs.")
+        elif self.device.type == "cuda":
+            rank_zero_info(f"Not capturing CUDA graphs ({'; '.join(blockers)}).")
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        if not self._graph_now:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer_closure()  # training_step replays the graph: forward, backward and the update
+        if not self._graph_now:  # the capture failed; the closure ran the step's loss and backward eagerly
+            optimizer.step()
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer) -> None:
+        if not self._graph_now:  # the graph's gradients are fixed buffers: they must stay
+            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
+
+    def backward(self, loss: Tensor, *args, **kwargs) -> None:
+        if not self._graph_now:  # the graph ran its own backward pass
+            super().backward(loss, *args, **kwargs)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted training loss and its unweighted terms."""
@@ -274,7 +318,14 @@ class ElasticPINN(L.LightningModule):
         if self.balancer is not None and self.stage == "adam" and self.balancer.due(self.global_step):
             factors = self.balancer.update(self.loss_terms(batch), list(self.net.parameters()))
             self.log_dict({f"balance/{k}": v for k, v in factors.items()}, on_step=True, on_epoch=False)
-        loss, terms = self.training_loss(batch)
+        if self._graph_now:
+            try:
+                loss, terms = self._graphs.step(batch)
+            except CaptureFailed:
+                self._graph_now = False
+                self.optimizer_zero_grad(self.current_epoch, batch_idx, self.trainer.optimizers[0])
+        if not self._graph_now:
+            loss, terms = self.training_loss(batch)
         if self.stage == "lbfgs" and self.trainer.world_size > 1:
             # the line search compares loss values: every process must see the same (mean) value, while the
             # gradient stays the local one, which DDP averages
