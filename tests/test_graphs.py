@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.training.balancing import GradNormBalancing
 from pinn.training.data import ElasticDataModule
-from pinn.training.graphs import graph_blockers
+from pinn.training.graphs import GraphedStep, graph_blockers
 from pinn.training.module import ElasticPINN
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -45,6 +45,18 @@ def test_blockers_name_each_reason():
     plain = ElasticPINN(width=8, depth=2)
     assert graph_blockers(plain, PersistentAdam(plain.parameters()), 1, False, False) == [
         "the model is on cpu, not CUDA"]
+
+
+def test_each_batch_shape_warms_up_on_its_own():
+    """A full and a shorter last mini-batch alternate: each shape counts its own eager warm-up steps, so neither
+    resets the other's (and, once captured, neither replaces the other's graph)."""
+    model = ElasticPINN(width=8, depth=2)
+    graphs = GraphedStep(model, PersistentAdam(model.parameters()), warmup=3)
+    full = {"interior": torch.zeros(16, 3)}
+    short = {"interior": torch.zeros(8, 3)}
+    assert [graphs.ready(b) for b in [full, short] * 3] == [False] * 6
+    assert graphs.ready(full) and graphs.ready(short)  # the fourth of each: captured now
+    assert graphs.optimizer.param_groups[0]["capturable"] is True
 
 
 def test_invalid_setting_is_refused():

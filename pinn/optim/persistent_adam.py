@@ -41,8 +41,9 @@ class PersistentAdam(Optimizer):
 
     Per parameter the state is ``step`` (a float32 scalar on the CPU, as in ``torch.optim.Adam``, so reading it
     costs no device synchronisation; on the parameter's device with ``capturable``), ``exp_avg`` and
-    ``exp_avg_sq`` (like the parameter), and ``max_exp_avg_sq`` with ``amsgrad``. Every hyper-parameter is read from the parameter group at each step, so groups may differ
-    (e.g. a separate learning rate for material parameters) and schedulers may change ``lr``.
+    ``exp_avg_sq`` (like the parameter), and ``max_exp_avg_sq`` with ``amsgrad``. Every hyper-parameter is read
+    from the parameter group at each step, so groups may differ (e.g. a separate learning rate for material
+    parameters) and schedulers may change ``lr``.
 
     Args:
         params: Parameters or parameter groups (dicts) to optimise.

@@ -5,9 +5,9 @@ What is compiled is :func:`pinn.networks.taylor.taylor_streams` for the PDE resi
 derivative streams on the interior points), not the whole loss. Profiling the eager step puts about half of it in
 matrix products, which compiling does not speed up, and most of the rest in the elementwise products of the streams,
 a dozen passes over ``(8, N, W)`` arrays per layer forward and backward, which compiling fuses. The boundary and
-initial terms (a few streams on fewer points) and the loss terms stay eager: compiling them too, the whole loss,
-took longer to compile (25 s against about 18 s on the 2-core development machine) for no faster step
-(``docs/speed.md``).
+initial terms (a few streams on fewer points) and the loss terms stay eager. Compiling the whole loss instead took
+25 s to compile and gave 41 ms a step on the 2-core development machine, against 18-21 s and 23-25 ms for the
+streams alone (separate runs; ``docs/speed.md``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-# A first compile costs ~18 s on a small CPU and saves ~15 ms of a ~40 ms step; below this many loss evaluations it
-# would not pay for itself. A warm cache (~2 s) pays off much sooner, but whether it is warm is not known before
+# A first compile cost 21 s for the main job on a 2-core CPU and saved 19 ms of a 43 ms step (break-even after about
+# 1100 evaluations); below this many loss evaluations it would not pay for itself. A warm cache (~2 s) pays off much sooner, but whether it is warm is not known before
 # compiling.
 MIN_EVALUATIONS = 2000
 
@@ -40,9 +40,10 @@ def configure_compiler() -> None:
     """Point inductor at :func:`cache_dir` and compile in this process (unless the environment says otherwise).
 
     Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first needs the cache, so setting it before the first compile
-    suffices. Its default pool of compile workers takes longer to start than the two kernels here take to compile
-    (the first compile took 20 s with the pool and 18 s without on 2 cores), so one thread, unless
-    ``TORCHINDUCTOR_COMPILE_THREADS`` is set.
+    suffices. Its default pool of compile workers costs a start-up of its own: compiling one hidden layer's update
+    took 12.1 s with the pool and 8.8 s without on 2 cores; for the streams compiled now, 18.4 s with it and 17.7
+    and 20.1 s without (two runs), no clear difference. So one thread, unless ``TORCHINDUCTOR_COMPILE_THREADS`` is
+    set, which also spares the worker processes.
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
     if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:

@@ -12,14 +12,15 @@ fixed memory, so it applies only where everything the step does is fixed:
 - no Python decision that depends on the step: no loss balancing, no causal weights, no material held until a step,
   one process (DDP's reducer is not captured).
 
-A step outside those (a mini-batch of another size, the L-BFGS stage, the batch after RAR-D grows the pool) runs
-eagerly; a new shape is captured again after ``warmup`` eager steps with it. :func:`graph_blockers` says what rules
+A batch of a new shape (a shorter last mini-batch, the pool after RAR-D grows it) runs eagerly for ``warmup``
+steps and is then captured too; the L-BFGS stage runs eagerly. :func:`graph_blockers` says what rules
 capture out for the whole run.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -53,60 +54,75 @@ def _signature(batch: dict[str, Tensor]) -> tuple:
     return tuple((k, tuple(v.shape), v.dtype, v.device) for k, v in sorted(batch.items()))
 
 
+@dataclass
+class _Capture:
+    """The graph of one batch signature: its input buffers, outputs and the gradients it writes (kept alive)."""
+
+    graph: torch.cuda.CUDAGraph
+    inputs: dict[str, Tensor]
+    outputs: tuple[Tensor, dict[str, Tensor]]
+    grads: list[Tensor]
+
+
 class GraphedStep:
     """Captures ``loss = module.training_loss(batch); loss.backward(); optimizer.step()`` and replays it.
+
+    One graph per batch signature (keys, shapes, dtypes), so that a full mini-batch and a shorter last one each
+    keep theirs; at most ``keep`` of them, the least recently used dropped first (RAR-D growth makes a new
+    signature each time).
 
     Args:
         module: The :class:`~pinn.training.module.ElasticPINN` (on a CUDA device).
         optimizer: Its ``PersistentAdam``; switched to ``capturable`` here.
         warmup: Eager steps with a batch signature before it is captured (torch's advice: lazily created state,
             such as the optimizer's moments or compiled kernels, must exist before capture).
+        keep: How many captured signatures to keep.
     """
 
-    def __init__(self, module, optimizer: PersistentAdam, warmup: int = 3) -> None:
-        self.module, self.optimizer, self.warmup = module, optimizer, warmup
+    def __init__(self, module, optimizer: PersistentAdam, warmup: int = 3, keep: int = 2) -> None:
+        self.module, self.optimizer, self.warmup, self.keep = module, optimizer, warmup, keep
         for group in optimizer.param_groups:
             group["capturable"] = True
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.signature: tuple | None = None
-        self.seen = 0  # eager steps with the current signature
+        self.captures: dict[tuple, _Capture] = {}  # in order of last use
+        self.seen: dict[tuple, int] = {}  # eager steps per signature not captured yet
         self.failed: str | None = None
-        self.static: dict[str, Tensor] = {}
-        self.outputs: tuple[Tensor, dict[str, Tensor]] | None = None
-        self.grads: list[Tensor] = []  # the gradients the graph writes; kept alive here
 
     def ready(self, batch: dict[str, Tensor]) -> bool:
-        """Whether this batch's step replays (or captures) the graph; if not, it runs eagerly and counts as a
+        """Whether this batch's step replays (or captures) a graph; if not, it runs eagerly and counts as a
         warm-up step for its signature."""
         if self.failed is not None:
             return False
         signature = _signature(batch)
-        if signature != self.signature:
-            self.signature, self.seen, self.graph = signature, 0, None
-        if self.graph is None and self.seen < self.warmup:
-            self.seen += 1
-            return False
-        return True
+        if signature in self.captures:
+            return True
+        self.seen[signature] = self.seen.get(signature, 0) + 1
+        return self.seen[signature] > self.warmup
 
     def step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """One training step (the update included) from ``batch``; returns copies of the loss and its terms."""
-        if self.graph is None:
-            self._capture(batch)
+        signature = _signature(batch)
+        capture = self.captures.pop(signature, None)
+        if capture is None:
+            capture = self._capture(batch)
+            del self.seen[signature]
         else:
             for k, v in batch.items():
-                self.static[k].copy_(v)
-        self.graph.replay()
-        loss, terms = self.outputs
+                capture.inputs[k].copy_(v)
+        self.captures[signature] = capture  # now the most recently used
+        while len(self.captures) > self.keep:
+            del self.captures[next(iter(self.captures))]
+        capture.graph.replay()
+        loss, terms = capture.outputs
         return loss.detach().clone(), {k: v.detach().clone() for k, v in terms.items()}
 
-    def _capture(self, batch: dict[str, Tensor]) -> None:
-        self.static = {k: v.clone() for k, v in batch.items()}
+    def _capture(self, batch: dict[str, Tensor]) -> _Capture:
+        inputs = {k: v.clone() for k, v in batch.items()}
         self.optimizer.zero_grad(set_to_none=True)  # backward then allocates the gradients from the graph's pool
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                loss, terms = self.module.training_loss(self.static)
+                loss, terms = self.module.training_loss(inputs)
                 loss.backward()
                 self.optimizer.step()
         except Exception as err:  # a host synchronisation or an unsupported operation inside the step
@@ -114,8 +130,8 @@ class GraphedStep:
             warnings.warn(f"CUDA graph capture of the training step failed ({self.failed}); training goes on "
                           "without it. Set model.cuda_graphs to false to silence this.", RuntimeWarning, stacklevel=2)
             raise CaptureFailed from err
-        self.graph, self.outputs = graph, (loss, terms)
-        self.grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        return _Capture(graph, inputs, (loss, terms), grads)
 
 
 class CaptureFailed(RuntimeError):

@@ -321,9 +321,8 @@ class ElasticPINN(L.LightningModule):
         if self._graph_now:
             try:
                 loss, terms = self._graphs.step(batch)
-            except CaptureFailed:
+            except CaptureFailed:  # run it eagerly: Lightning's closure zeroes the gradients before backward
                 self._graph_now = False
-                self.optimizer_zero_grad(self.current_epoch, batch_idx, self.trainer.optimizers[0])
         if not self._graph_now:
             loss, terms = self.training_loss(batch)
         if self.stage == "lbfgs" and self.trainer.world_size > 1:
