@@ -10,7 +10,7 @@ import torch
 
 import pinn.training.compiled
 from pinn.networks.taylor import hidden_layer, taylor_streams
-from pinn.training.compiled import CompiledKernel, cache_dir, loss_evaluations
+from pinn.training.compiled import CompiledKernel, configure_compiler, loss_evaluations
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 from pinn.training.stages import LBFGSStage
@@ -169,12 +169,18 @@ def test_auto_does_not_compile_without_a_compiler(monkeypatch):
     assert model.decide_compile(10**6) is False and model._kernel is None
 
 
-def test_cache_dir_outlives_tmp(monkeypatch, tmp_path):
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+def test_kernels_are_cached_outside_tmp(monkeypatch, tmp_path):
+    """Inductor's cache ends up under $XDG_CACHE_HOME/pinn, although torch (on importing Lightning) has already
+    written its /tmp default into TORCHINDUCTOR_CACHE_DIR; a directory the user chose is kept."""
+    from torch._inductor.runtime import cache_dir_utils
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", cache_dir_utils.default_cache_dir())  # as torch leaves it
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cache_dir() == tmp_path / "pinn" / "torchinductor"
+    configure_compiler()
+    assert cache_dir_utils.cache_dir() == str(tmp_path / "pinn" / "torchinductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
-    assert cache_dir() == tmp_path / "mine"
+    configure_compiler()
+    assert cache_dir_utils.cache_dir() == str(tmp_path / "mine")
 
 
 def test_fit_compiles_where_auto_decides(monkeypatch, tmp_path):

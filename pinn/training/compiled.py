@@ -22,30 +22,40 @@ import torch
 from torch import Tensor
 
 # A first compile cost 21 s for the main job on a 2-core CPU and saved 19 ms of a 43 ms step (break-even after about
-# 1100 evaluations); below this many loss evaluations it would not pay for itself. A warm cache (~2 s) pays off much sooner, but whether it is warm is not known before
-# compiling.
+# 1100 evaluations); below this many loss evaluations it would not pay for itself. A warm cache (~3 s) pays off much
+# sooner, but whether it is warm is not known before compiling.
 MIN_EVALUATIONS = 2000
 
 
+def _chosen_cache_dir() -> str | None:
+    """``$TORCHINDUCTOR_CACHE_DIR`` where the user set it. torch writes its own default into that variable the first
+    time it needs the cache (importing Lightning does), so that value does not count as chosen."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    return None if not value or os.path.abspath(value) == os.path.abspath(default_cache_dir()) else value
+
+
 def cache_dir() -> Path:
-    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
+    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` if the user set it, else
     ``$XDG_CACHE_HOME/pinn/torchinductor`` (``~/.cache/...``). torch's own default is under ``/tmp``, which is
     wiped at reboot and is private to a job on most clusters, so a second run would compile again."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    chosen = _chosen_cache_dir()
+    if chosen:
+        return Path(chosen)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pinn" / "torchinductor"
 
 
 def configure_compiler() -> None:
     """Point inductor at :func:`cache_dir` and compile in this process (unless the environment says otherwise).
 
-    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first needs the cache, so setting it before the first compile
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` each time it opens its cache, so setting it before the first compile
     suffices. Its default pool of compile workers costs a start-up of its own: compiling one hidden layer's update
     took 12.1 s with the pool and 8.8 s without on 2 cores; for the streams compiled now, 18.4 s with it and 17.7
     and 20.1 s without (two runs), no clear difference. So one thread, unless ``TORCHINDUCTOR_COMPILE_THREADS`` is
     set, which also spares the worker processes.
     """
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir())
     if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
         import torch._inductor.config
 
