@@ -281,7 +281,7 @@ class ElasticDataModule(L.LightningDataModule):
 
     def grid(self) -> Tensor:
         """The validation grid ``(nx*ny*nt, 3)``."""
-        return self.problem.domain.grid(*self.val_grid, dtype=torch.float64)
+        return self.problem.scored_domain.grid(*self.val_grid, dtype=torch.float64)
 
     def grid_batches(self, grid: Tensor | None = None) -> GridBatches:
         """This process's share of ``grid`` (default: the validation grid; rows ``rank::world``) in batches of at
@@ -303,7 +303,7 @@ class ElasticDataModule(L.LightningDataModule):
 
     def predict_axes(self) -> tuple[Tensor, Tensor, Tensor]:
         """Axes ``x (nx,)``, ``y (ny,)``, ``t (nt,)`` of the prediction grid."""
-        d, (nx, ny) = self.problem.domain, self.predict_resolution
+        d, (nx, ny) = self.problem.scored_domain, self.predict_resolution
         times = self.predict_times
         f64 = torch.float64
         t = torch.linspace(*d.t, times, dtype=f64) if isinstance(times, int) else torch.tensor(times, dtype=f64)
