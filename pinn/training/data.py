@@ -187,6 +187,11 @@ class ElasticDataModule(L.LightningDataModule):
             return domain.initial_from_unit(sample(self.samplers[pool], n, 2, self.generator))
         raise KeyError(f"unknown pool {pool!r}; pools are {POOLS}")
 
+    def redraw(self) -> None:
+        """Draw every pool afresh with its sampler (the same sizes), e.g. when a stage has over-fitted its points."""
+        self.pools = {name: self.draw(name, pool.shape[0]) for name, pool in self.pools.items()}
+        self.pool_version += 1
+
     def setup(self, stage: str | None = None) -> None:
         if not self.pools:
             self.pools = {name: self.draw(name, self.n[name]) for name in POOLS}
