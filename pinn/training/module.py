@@ -184,7 +184,7 @@ class ElasticPINN(L.LightningModule):
         return self.net(xyt.to(self.dtype))
 
     def fields(self, xyt: Tensor, order: str):
-        """:class:`~pinn.networks.derivatives.Fields` of the network at ``xyt`` (read in the model's dtype)."""
+        """:class:`~pinn.physics.fields.Fields` of the network at ``xyt`` (read in the model's dtype)."""
         if self.compile_mode is True and not self._compile_decided:
             self.decide_compile(-1)
         # the residual in training only: evaluation shapes vary, and each would compile anew
