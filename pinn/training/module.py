@@ -12,7 +12,6 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from pinn import compat
-from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.networks.taylor import taylor_applies, taylor_streams
@@ -21,6 +20,7 @@ from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
 from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.compiled import MIN_EVALUATIONS, CompiledKernel, compiler_missing, loss_evaluations
@@ -149,7 +149,7 @@ class ElasticPINN(L.LightningModule):
         problem from the run's config stored in the checkpoint (not a default problem)."""
         if "problem" in kwargs:
             return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
-        from pinn.io.loading import load
+        from pinn.training.restore import load  # it imports this module
 
         return load(checkpoint_path, map_location or "cpu")
 
