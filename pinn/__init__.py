@@ -42,7 +42,13 @@ _HOMES = {
     "ResidualResampling": "pinn.training.resampling",
     "ResampleRule": "pinn.training.sampling",
 }
-__all__ = sorted(_HOMES)
+__all__ = [
+    "Domain", "ElasticDataModule", "ElasticPINN", "Fields", "FileObservations", "LossWeights", "MLP", "Manufactured",
+    "Material", "Observations", "PersistentAdam", "PlaneWaves", "Problem", "ResampleRule", "ResidualResampling",
+    "StatelessAdam", "SyntheticObservations", "TrainableMaterial", "Unknowns", "Wave", "autograd_fields",
+    "compute_fields", "load", "persistent_adam", "read_observations", "residual", "strain", "stress", "taylor_fields",
+    "traction", "write_observations"
+]
 
 
 def __getattr__(name: str) -> Any:
