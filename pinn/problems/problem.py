@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pinn.networks.derivatives import Fields
 from pinn.physics.elasticity import Material, traction
+from pinn.physics.fields import Fields
 from pinn.physics.media import Homogeneous, Medium, MediumValues
 from pinn.physics.sources import Source
 from pinn.physics.units import Scales, wave_scales
 from pinn.problems.domain import EDGES, Domain
 from pinn.problems.receivers import Receivers
-from pinn.problems.reference import ReferenceSettings
+from pinn.problems.reference_settings import ReferenceSettings
 
 KINDS = ("fixed", "free", "absorbing", "exact")
 
