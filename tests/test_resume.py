@@ -42,6 +42,7 @@ from pinn.training.module import ElasticPINN
 from pinn.training.observations import ReferenceObservations, SyntheticObservations
 from pinn.training.resampling import ResidualResampling
 from pinn.training.stages import LBFGSStage
+from pinn.training.windows import TimeWindows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,14 +63,14 @@ class Case:
     problem: Callable[[Path], Problem] = lambda cache: PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
 
 
-def _wave_problem(cache: Path) -> WaveProblem:
+def _wave_problem(cache: Path, padding: float = 0.0) -> WaveProblem:
     """A source in two layers under a free surface, from a snapshot of its (tiny, cached) Devito reference."""
     layers = [Properties(vp=1500.0, vs=800.0, rho=1800.0), Properties(vp=2500.0, vs=1400.0, rho=2100.0)]
     source = PointForce((100.0, 150.0), 1e6, (0.0, -1.0), 12.0, Ricker(8.0, 0.04))
     return WaveProblem(Domain((0.0, 200.0), (0.0, 200.0), (0.06, 0.1)), Layered(layers, [100.0], 10.0), [source],
                        Boundaries("absorbing", "absorbing", "free", "fixed"), "snapshot", 0.0,
                        reference=ReferenceSettings(spacing=10.0, space_order=4, absorbing_cells=8, output_times=5,
-                                                   cache_dir=str(cache)))
+                                                   cache_dir=str(cache)), padding=padding)
 
 
 def _inverse_problem(cache: Path, medium) -> WaveProblem:
@@ -146,6 +147,16 @@ CASES = {
     "compiled": Case(model={"compile": True, "depth": 3, "lbfgs": LBFGSStage(start_step=9, max_iter=2)},
                      callbacks=lambda: [ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8,
                                                            chunk_size=40, log_images=False), RanCompiled()]),
+    # three time windows with the initial state built in: window switches at steps 5 and 10, each window with
+    # L-BFGS (float64) from its third step and a stall watch that redraws the points, then ends the window early;
+    # the stops fall before (crash during validation: last.ckpt at step 4), on and after a switch
+    "windows": Case(model={"windows": TimeWindows(count=3, steps=5, exact_initial=True),
+                           "lbfgs": LBFGSStage(start_step=2, max_iter=2, float64=True, patience=1,
+                                               min_improvement=0.9, refreshes=1)}),
+    # a problem without a closed form in two windows, the first from the reference's snapshot (splines on its grid),
+    # on a box padded beyond its absorbing edges with a damping layer
+    "windows-wave": Case(data={"batch_size": 16}, model={"windows": TimeWindows(count=2, steps=6, exact_initial=True)},
+                         problem=lambda cache: _wave_problem(cache, padding=20.0)),
 }
 
 

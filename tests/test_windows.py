@@ -91,8 +91,8 @@ def test_the_state_holds_exactly_at_each_window_start():
     torch.testing.assert_close(torch.cat([f.displacement, f.velocity], -1), snapshot.reshape(-1, 4).float(),
                                rtol=0, atol=1e-6)
     end = marching.sample_end(net, compute_fields)  # window 0's solution at t = 0.5, which window 1 starts from
-    marching.advance(net, compute_fields)
-    assert marching.current == 1
+    marching.advance(net, compute_fields, 7)
+    assert marching.current == 1 and int(marching.started_at) == 7
     f = marching.fields(net, 1, torch.cat([nodes[:, :2], torch.full_like(nodes[:, :1], 0.5)], 1), "velocity",
                         compute_fields)
     torch.testing.assert_close(torch.cat([f.displacement, f.velocity], -1), end.reshape(-1, 4), rtol=0, atol=1e-5)

@@ -130,9 +130,27 @@ def field_figure(
 def _title(step: int | None, errors: Mapping[str, float] | None) -> str:
     parts = [] if step is None else [f"step {step}"]
     if errors:
-        parts.append(f"relative L2 error {errors['rel_l2']:.3e} (u {errors['rel_l2_u']:.3e}, "
-                     f"v {errors['rel_l2_v']:.3e})")
+        text = (f"relative L2 error {errors['rel_l2']:.3e} (u {errors['rel_l2_u']:.3e}, "
+                f"v {errors['rel_l2_v']:.3e})")
+        if "rel_l2_end" in errors:  # what a user reads: the end of the seismogram
+            text += f", at the end {errors['rel_l2_end']:.3e}"
+        parts.append(text)
     return ":  ".join(parts) or "displacement"
+
+
+def slice_error_figure(times: np.ndarray, errors: np.ndarray, starts: Sequence[float] = (), step: int | None = None,
+                       dpi: int = 80) -> Figure:
+    """The relative L2 error of each validation time slice against time, with the time windows' starts marked."""
+    fig = new_figure(6.0, 3.2, dpi)
+    ax = fig.add_subplot()
+    ax.semilogy(times, errors, "o-", ms=3)
+    for t in list(starts)[1:]:
+        ax.axvline(t, color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel("t (s)")
+    ax.set_ylabel("relative L2 error")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("error per time slice" + ("" if step is None else f" (step {step})"))
+    return fig
 
 
 def snapshot_figure(

@@ -22,9 +22,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from pinn import compat
-from pinn.io.figures import field_figure, to_rgb
+from pinn.io.figures import field_figure, slice_error_figure, to_rgb
 
-VAL_METRICS = ("val/rel_l2", "val/rel_l2_u", "val/rel_l2_v")
+VAL_METRICS = ("val/rel_l2", "val/rel_l2_u", "val/rel_l2_v", "val/rel_l2_end")
 
 
 def summary_writers(trainer: L.Trainer) -> list:
@@ -90,8 +90,17 @@ class ValidationFigures(_EveryNValidations):
         if not self._due(trainer):
             return
         image = self.render(pl_module, trainer.global_step, trainer.callback_metrics)
+        slices = getattr(pl_module, "val_slices", None)  # (times, errors) of the last validation
+        curve = None
+        if slices is not None and len(slices[0]) > 1:
+            marching = getattr(pl_module, "marching", None)
+            starts = [] if marching is None else [marching.start(k) for k in range(marching.settings.count)]
+            curve = to_rgb(slice_error_figure(slices[0].numpy(), slices[1].float().cpu().numpy(), starts,
+                                              trainer.global_step, self.dpi))
         for writer in summary_writers(trainer):
             writer.add_image(self.tag, image, trainer.global_step, dataformats="HWC")
+            if curve is not None:  # the error against time: where a seismogram goes wrong
+                writer.add_image("val/error_in_time", curve, trainer.global_step, dataformats="HWC")
 
 
 class ResidualHistogram(_EveryNValidations):

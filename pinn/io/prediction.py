@@ -145,6 +145,7 @@ class PredictionWriter(L.Callback):
         if truth in arrays:
             rows = np.unique([0, len(t) // 2, len(t) - 1])
             errors = relative_l2(disp, arrays[truth])  # over the whole prediction grid
+            errors["rel_l2_end"] = relative_l2(disp[-1], arrays[truth][-1])["rel_l2"]  # its last time
             fig = field_figure(x, y, t[rows], disp[rows], arrays[truth][rows], step, errors, self.dpi, truth)
             fig.savefig(out / "fields.png")
             written.append("fields.png")

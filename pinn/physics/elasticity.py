@@ -87,8 +87,12 @@ class Material:
         return math.sqrt(self.mu / self.rho)
 
 
-def residual(fields: Fields, material: MaterialLike, force: Tensor | None = None) -> Tensor:
-    r"""Residual :math:`\rho\mathbf{u}_{tt} - \nabla\cdot\sigma - \mathbf{f}` in conservative form, shape ``(N, 2)``.
+def residual(fields: Fields, material: MaterialLike, force: Tensor | None = None,
+             damping: Tensor | None = None) -> Tensor:
+    r"""Residual :math:`\rho\mathbf{u}_{tt} + \rho d\,\mathbf{u}_t - \nabla\cdot\sigma - \mathbf{f}` in conservative
+    form, shape ``(N, 2)``; the damping rate d (1/s) is zero but in an absorbing layer (a sponge: Cerjan et al. 1985,
+    "A nonreflecting boundary condition for discrete acoustic and elastic wave equations", Geophysics 50, here as a
+    term of the equation the network satisfies).
 
     Args:
         fields: Needs ``u_tt, v_tt, u_xx, u_yy, u_xy, v_xx, v_yy, v_xy`` (and the first derivatives where the
@@ -96,6 +100,7 @@ def residual(fields: Fields, material: MaterialLike, force: Tensor | None = None
         material: Lamé parameters and density; with ``lam_x, lam_y, mu_x, mu_y`` (not ``None``) the gradient terms
             of a medium that varies in space are added.
         force: Body force ``(N, 2)`` or ``None`` for no force.
+        damping: Damping rate d ``(N,)`` (1/s), or ``None`` for none; needs ``u_t, v_t``.
     """
     lam, mu, rho = material.lam, material.mu, material.rho
     f = fields
@@ -105,6 +110,8 @@ def residual(fields: Fields, material: MaterialLike, force: Tensor | None = None
         theta, gamma = f.u_x + f.v_y, f.u_y + f.v_x  # dilatation and engineering shear strain
         r_x = r_x - (material.lam_x * theta + 2 * material.mu_x * f.u_x + material.mu_y * gamma)
         r_y = r_y - (material.lam_y * theta + 2 * material.mu_y * f.v_y + material.mu_x * gamma)
+    if damping is not None:
+        r_x, r_y = r_x + rho * damping * f.u_t, r_y + rho * damping * f.v_t
     r = torch.stack([r_x, r_y], dim=-1)  # (N, 2)
     return r if force is None else r - force
 

@@ -25,8 +25,9 @@ VALUE_AND_DERIVATIVES = ("f", "f_x", "f_y", "f_xx", "f_yy", "f_xy")
 def _system(n: int) -> Tensor:
     """The (n + 2, n + 2) matrix of the not-a-knot interpolation conditions on n >= 4 nodes."""
     a = torch.zeros(n + 2, n + 2, dtype=torch.float64)
-    a[0, :5] = torch.tensor([1.0, -4.0, 6.0, -4.0, 1.0], dtype=torch.float64)  # jump of the third derivative at node 1 is zero
-    a[-1, -5:] = torch.tensor([1.0, -4.0, 6.0, -4.0, 1.0], dtype=torch.float64)  # ... and at node n - 2
+    jump = torch.tensor([1.0, -4.0, 6.0, -4.0, 1.0], dtype=torch.float64)  # of the third derivative across a node
+    a[0, :5] = jump  # zero at node 1
+    a[-1, -5:] = jump  # and at node n - 2
     for i in range(n):
         a[i + 1, i:i + 3] = torch.tensor([1.0, 4.0, 1.0], dtype=torch.float64) / 6
     return a

@@ -116,6 +116,11 @@ class Problem:
         """The material at points ``xy`` ``(N, 2)`` for the residual and tractions."""
         return self.material
 
+    def damping(self, xy: Tensor) -> Tensor | None:
+        """A damping rate (1/s) in the PDE at points ``xy`` ``(N, 2)``, or ``None`` (none): see
+        :meth:`WaveProblem.damping`."""
+        return None
+
     def truth(self, xyt: Tensor) -> Tensor:
         """The displacement ``(N, 2)`` that validation compares with: the closed form here."""
         return self.displacement(xyt)
@@ -202,6 +207,10 @@ class WaveProblem(Problem):
             part of an oblique wave. With padding the PINN trains on the widened box, whose own edges absorb, and is
             scored (validation, predictions, receivers) on ``domain``: what its edges reflect must cross the padding
             twice before it reaches ``domain``. The reference is computed on the widened box too.
+        padding_reflection: With padding, the PDE gets a damping term rho d u_t in the padding (a sponge), d rising
+            as the square of the depth into it to d0 = 3 vp_max ln(1/R) / (2 padding), the profile of a perfectly
+            matched layer of normal-incidence reflection R (Collino & Tsogka 2001); ``None``: no damping, the padding
+            only delays what the outer edges reflect.
     """
 
     has_exact = False
@@ -209,7 +218,8 @@ class WaveProblem(Problem):
     def __init__(self, domain: Domain | None = None, medium: Medium | None = None, sources: list[Source] | None = None,
                  boundaries: Boundaries | None = None, initial: str = "rest", rest_time: float = 0.0,
                  receivers: Receivers | None = None, reference: ReferenceSettings | None = None,
-                 displacement_scale: float | None = None, time_scale: str = "period", padding: float = 0.0) -> None:
+                 displacement_scale: float | None = None, time_scale: str = "period", padding: float = 0.0,
+                 padding_reflection: float | None = 0.01) -> None:
         boundaries = boundaries or Boundaries()
         if not (math.isfinite(padding) and padding >= 0):
             raise ValueError(f"padding={padding} must be a width >= 0 (m).")
@@ -231,6 +241,10 @@ class WaveProblem(Problem):
         if time_scale not in ("period", "crossing"):
             raise ValueError(f"time_scale={time_scale!r} must be 'period' or 'crossing'.")
         self._time_scale = time_scale  # private: the scales do not change the solution, nor the reference's key
+        if padding_reflection is not None and not 0 < padding_reflection < 1:
+            raise ValueError(f"padding_reflection={padding_reflection} must be in (0, 1) or null.")
+        self._padding = (float(padding), padding_reflection)
+        self._damping_peak: float | None = None  # d0, once computed
         self._scales: Scales | None = None
 
     def _check(self, rest_time: float) -> None:
@@ -291,6 +305,25 @@ class WaveProblem(Problem):
     @property
     def scored_domain(self) -> Domain:
         return self._physical
+
+    def damping(self, xy: Tensor) -> Tensor | None:
+        """The sponge's damping rate d ``(N,)`` (1/s) at points ``xy`` ``(N, 2)``: 0 in the scored domain, d0 r^2 at
+        depth r (a fraction of ``padding``) beyond an absorbing edge; ``None`` without a damped padding."""
+        width, reflection = self._padding
+        if width == 0 or reflection is None:
+            return None
+        p, d = self._physical, self.domain
+        depth = torch.zeros_like(xy[:, 0])
+        for axis, (lo, hi), (outer_lo, outer_hi) in ((0, p.x, d.x), (1, p.y, d.y)):
+            q = xy[:, axis]
+            if outer_lo < lo:
+                depth = torch.maximum(depth, ((lo - q) / width).clamp(0, 1))
+            if outer_hi > hi:
+                depth = torch.maximum(depth, ((q - hi) / width).clamp(0, 1))
+        if self._damping_peak is None:
+            vp_max = self.medium.extremes(self.domain, 41)["vp_max"]
+            self._damping_peak = 3 * vp_max * math.log(1 / reflection) / (2 * width)
+        return self._damping_peak * depth**2
 
     def body_force(self, xyt: Tensor) -> Tensor | None:
         if not self.sources:

@@ -48,6 +48,8 @@ def graph_blockers(module, optimizer, world_size: int, scheduler: bool, clipping
         reasons.append("causal weighting")
     if module.trainable_material is not None:
         reasons.append("unknown material")
+    if module.marching is not None:
+        reasons.append("time windows or an exact initial state")
     return reasons
 
 

@@ -44,8 +44,9 @@ def loss_terms(model, problem: Problem, batch: dict[str, Tensor]) -> tuple[dict[
         L_{pde} = \overline{|r|^2} / F^2, \quad L_{bc} = \text{boundary\_loss}, \quad
         L_{ic\_disp} = \overline{|u - u_0|^2} / U^2, \quad L_{ic\_vel} = \overline{|u_t - v_0|^2} / V^2
 
-    and ``data``, the misfit to observed displacements (over U^2) or particle velocities (over V^2), when the batch
-    carries observations.
+    over the current time window (:mod:`pinn.training.windows`; u_0 and v_0 are then the state the previous window
+    ends in), without the two initial terms when the initial state is built into the output, and ``data``, the misfit
+    to observed displacements (over U^2) or particle velocities (over V^2), when the batch carries observations.
 
     Args:
         model: The :class:`~pinn.training.module.ElasticPINN` (its network, derivative engine, material and scales).
@@ -56,23 +57,24 @@ def loss_terms(model, problem: Problem, batch: dict[str, Tensor]) -> tuple[dict[
     s = model.scales
     batch = {k: v.to(model.dtype) for k, v in batch.items()}  # float64 points, read in the model's dtype
     interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
-    r = model.pde_residual(interior)  # (N, 2)
-    f_ic = model.fields(initial, "velocity")
+    r = model.pde_residual(interior)  # (N, 2); the points are mapped into the current time window
     squared = (r**2).sum(-1)  # (N,)
     weights = None
     if model.causal is None:
         pde = squared.mean() / s.force_density**2
-    else:
+    else:  # the slices of the pool's times are those of the window's: the map between them is affine
         pde, weights = model.causal.loss(interior[:, 2], squared / s.force_density**2, problem.domain.t)
-    terms = {
-        "pde": pde,
-        "bc": model.boundary_loss(boundary),
-        "ic_disp": mse(f_ic.displacement, problem.initial_displacement(initial)) / s.displacement**2,
-        "ic_vel": mse(f_ic.velocity, problem.initial_velocity(initial)) / s.velocity**2,
-    }
+    terms = {"pde": pde, "bc": model.boundary_loss(boundary)}
+    initial = model.to_window(initial)  # the start of the current time window
+    targets = model.initial_targets(initial)  # None: the initial state is built into the output
+    if targets is not None:
+        f_ic = model.fields(initial, "velocity")
+        terms["ic_disp"] = mse(f_ic.displacement, targets[0]) / s.displacement**2
+        terms["ic_vel"] = mse(f_ic.velocity, targets[1]) / s.velocity**2
     if "observations" in batch:  # (M, 5) columns x, y, t, u, v; NaN where a component is not recorded
         observed = batch["observations"]
-        terms["data"] = masked_mse(model.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
+        displacement = model.fields(observed[:, :3], "value").displacement
+        terms["data"] = masked_mse(displacement, observed[:, 3:]) / s.displacement**2
     if "velocity_observations" in batch:  # particle velocity (u_t, v_t), as geophones record it
         observed = batch["velocity_observations"]
         velocity = model.fields(observed[:, :3], "velocity").velocity
@@ -117,7 +119,7 @@ def boundary_loss(model, xyt: Tensor) -> Tensor:
     p, s = model.problem, model.scales
     kinds = p.boundaries.kinds()
     if all(k == "exact" for k in kinds):  # closed-form problems: Dirichlet data everywhere
-        return mse(model.net(xyt), p.boundary_displacement(xyt)) / s.displacement**2
+        return mse(model.fields(xyt, "value").displacement, p.boundary_displacement(xyt)) / s.displacement**2
     edge = p.domain.edge_index(xyt)  # (N,)
     on = {kind: torch.tensor([k == kind for k in kinds], device=edge.device)[edge] for kind in set(kinds)}  # (N,)
     if not ({"free", "absorbing"} & set(kinds)):

@@ -20,12 +20,16 @@ class RelativeL2(Metric):
     Args:
         t_range: The time interval (t0, t1) of the grid.
         slices: Its number of time slices (1: one slice, nothing left out).
+        starts: The start time of each time window (:mod:`pinn.training.windows`), whose errors are then reported as
+            ``rel_l2_window/<k>``; ``None`` for none.
     """
 
     full_state_update = False
 
-    def __init__(self, t_range: tuple[float, float] = (0.0, 1.0), slices: int = 1) -> None:
+    def __init__(self, t_range: tuple[float, float] = (0.0, 1.0), slices: int = 1,
+                 starts: list[float] | None = None) -> None:
         super().__init__()
+        self.starts = list(starts or [])
         self.t0, self.t1 = float(t_range[0]), float(t_range[1])
         self.slices = int(slices)
         self.add_state("err2", default=torch.zeros(self.slices, 2, dtype=torch.float64), dist_reduce_fx="sum")
@@ -49,12 +53,34 @@ class RelativeL2(Metric):
         err, ref = self.err2.sum(-1), self.ref2.sum(-1)
         return torch.where(ref > 0, (err / ref.clamp(min=1e-300)).sqrt(), torch.full_like(ref, float("nan")))
 
+    def times(self) -> Tensor:
+        """The slices' times ``(slices,)``."""
+        return torch.linspace(self.t0, self.t1, self.slices, dtype=torch.float64)
+
     def compute(self) -> dict[str, Tensor]:
+        """``rel_l2``, ``rel_l2_u``, ``rel_l2_v`` (without the first slice), ``rel_l2_end`` and ``slices``, the error
+        of each slice ``(slices,)``."""
         kept = slice(1, None) if self.slices > 1 else slice(None)
         err, ref = self.err2[kept].sum(0), self.ref2[kept].sum(0)  # (2,)
+        per_slice = self.per_slice()
         return {
             "rel_l2": (err.sum() / ref.sum()).sqrt(),
             "rel_l2_u": (err[0] / ref[0]).sqrt(),
             "rel_l2_v": (err[1] / ref[1]).sqrt(),
-            "rel_l2_end": self.per_slice()[-1],
+            "rel_l2_end": per_slice[-1],
+            "slices": per_slice,
+            **self._windows(),
         }
+
+    def _windows(self) -> dict[str, Tensor]:
+        """The error over the slices in each time window; the first slice is left out as in ``rel_l2``."""
+        times = self.times().to(self.err2.device)
+        starts = torch.tensor(self.starts, dtype=torch.float64, device=times.device)
+        k = torch.searchsorted(starts, times + 1e-9 * (self.t1 - self.t0), right=True) - 1  # (slices,)
+        if self.slices > 1:
+            k[0] = -1
+        out = {}
+        for j in range(len(self.starts)):
+            err, ref = self.err2[k == j].sum(), self.ref2[k == j].sum()
+            out[f"rel_l2_window/{j}"] = (err / ref).sqrt() if ref > 0 else err.new_tensor(float("nan"))
+        return out

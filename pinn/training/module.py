@@ -28,7 +28,8 @@ from pinn.training.hparams import settings
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
 from pinn.training.losses import LossWeights, boundary_loss, loss_terms, problem_difference
 from pinn.training.metrics import RelativeL2
-from pinn.training.stages import LBFGSStage, advance_stage
+from pinn.training.stages import LBFGSStage, StallWatch, advance_stage
+from pinn.training.windows import Marching, TimeWindows, initial_state_values, state_nodes, switch_optimizers
 
 
 class ElasticPINN(L.LightningModule):
@@ -73,6 +74,8 @@ class ElasticPINN(L.LightningModule):
             ``lbfgs.start_step`` on (:mod:`pinn.training.stages`), or ``None`` for the optimizer alone.
         balancing: Adaptive loss balancing by gradient norms (Wang, Teng & Perdikaris 2021), or ``None``; the
             factors multiply ``loss_weights`` and are logged as ``balance/<term>``.
+        windows: Time-marching over consecutive windows and the exact initial state (:mod:`pinn.training.windows`),
+            or ``None`` for one network over the whole interval with the initial state as loss terms.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class ElasticPINN(L.LightningModule):
         factorization: Factorization | None = None,
         lbfgs: LBFGSStage | None = None,
         balancing: GradNormBalancing | None = None,
+        windows: TimeWindows | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
@@ -136,6 +140,10 @@ class ElasticPINN(L.LightningModule):
         self.test_metric = RelativeL2()
         self.causal = settings(hp, "causal", Causal, causal)
         self.causal_weights: Tensor | None = None  # of the last step, for logging
+        self.windows = settings(hp, "windows", TimeWindows, windows)
+        uses_windows = self.windows is not None and (self.windows.count > 1 or self.windows.exact_initial)
+        self.marching = Marching(self.net, self.problem.domain.t, self.windows) if uses_windows else None
+        self.stall = StallWatch()
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
@@ -154,6 +162,13 @@ class ElasticPINN(L.LightningModule):
             if mismatch:
                 raise ValueError(f"the model and the data module hold different problems ({mismatch}): build both "
                                  "from one problem object (the CLI links data.problem into the model).")
+        slices = getattr(datamodule, "val_grid", (0, 0, 1))[2]
+        starts = None if self.marching is None else [self.marching.start(k) for k in range(self.windows.count)]
+        self.val_metric = RelativeL2(self.problem.scored_domain.t, slices, starts)
+        self.test_metric = RelativeL2(self.problem.scored_domain.t, slices, starts)
+        if self.marching is not None and self.windows.count > 1 and getattr(datamodule, "observed", None) is not None:
+            raise ValueError("model.windows.count > 1 with data.observations: time windows train forward problems; "
+                             "set model.windows.count to 1 for an inverse run.")
         unobserved = datamodule is not None and getattr(datamodule, "observed", None) is None
         if stage == "fit" and self.trainable_material is not None and not self.problem.has_exact and unobserved:
             raise ValueError("model.unknowns is set but data.observations is not: without recordings nothing "
@@ -174,16 +189,41 @@ class ElasticPINN(L.LightningModule):
         return values
 
     def forward(self, xyt: Tensor) -> Tensor:
-        """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's)."""
-        return self.net(xyt.to(self.dtype))
+        """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's), over the
+        whole interval: with time windows each point from the window its time falls in."""
+        if self.marching is None:
+            return self.net(xyt.to(self.dtype))
+        return self.marching.values(self.net, xyt.to(self.dtype), self._compute)
 
-    def fields(self, xyt: Tensor, order: str):
-        """:class:`~pinn.physics.fields.Fields` of the network at ``xyt`` (read in the model's dtype)."""
+    def _compute(self, net, xyt: Tensor, order: str):
         if self.compile_mode is True and not self._compile_decided:
             self.decide_compile(-1)
         # the residual in training only: evaluation shapes vary, and each would compile anew
-        streams = self._kernel if self.training and order == "pde" else None
-        return compute_fields(self.net, xyt.to(self.dtype), order, self.engine, streams)
+        streams = self._kernel if self.training and order == "pde" and net is self.net else None
+        return compute_fields(net, xyt, order, self.engine, streams)
+
+    def fields(self, xyt: Tensor, order: str):
+        """:class:`~pinn.physics.fields.Fields` of the solution being trained at ``xyt`` (read in the model's dtype):
+        the network's, or the current window's (:mod:`pinn.training.windows`); ``xyt`` lies in that window."""
+        xyt = xyt.to(self.dtype)
+        if self.marching is None:
+            return self._compute(self.net, xyt, order)
+        return self.marching.fields(self.net, self.marching.current, xyt, order, self._compute)
+
+    def to_window(self, xyt: Tensor) -> Tensor:
+        """Training points over the whole interval mapped into the current window (unchanged without windows)."""
+        return xyt if self.marching is None else self.marching.to_current(xyt)
+
+    def initial_targets(self, initial: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Displacement and velocity ``(N, 2)`` the current window starts from at ``initial`` (points at its start);
+        ``None`` when they are built into the output (``windows.exact_initial``)."""
+        if self.marching is not None and self.windows.exact_initial:
+            return None
+        if self.marching is None or self.marching.current == 0:
+            return self.problem.initial_displacement(initial), self.problem.initial_velocity(initial)
+        with torch.no_grad():  # the previous window's solution, frozen
+            f = self.marching.fields(self.net, self.marching.current - 1, initial, "velocity", self._compute)
+        return f.displacement.detach(), f.velocity.detach()
 
     def decide_compile(self, max_steps: int) -> bool:
         """Start compiling, or not, as ``compile`` says for a fit of ``max_steps`` steps (-1: no limit); says why
@@ -196,11 +236,16 @@ class ElasticPINN(L.LightningModule):
         if not self._compile_decided:
             # the whole run's length, not what is left of it, so that a resumed run decides as the first one did
             self.decide_compile(self.trainer.max_steps)
+        if self.marching is not None and self.windows.exact_initial and not self.marching.has_state:
+            x, y = state_nodes(self.problem)
+            self.marching.set_state(0, x, y, initial_state_values(self.problem, x, y))
 
     def pde_residual(self, xyt: Tensor) -> Tensor:
-        """Residual ``(N, 2)`` of the network at interior points ``(N, 3)``, in SI (N/m^3)."""
-        xyt = xyt.to(self.dtype)  # points are kept in float64; the model computes in its own dtype
-        return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]), self.problem.body_force(xyt))
+        """Residual ``(N, 2)`` of the solution at interior points ``(N, 3)`` of the data module's pools (over the
+        whole interval; mapped into the current window), in SI (N/m^3)."""
+        xyt = self.to_window(xyt.to(self.dtype))  # points are kept in float64; the model computes in its own dtype
+        return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]), self.problem.body_force(xyt),
+                        self.problem.damping(xyt[:, :2]))
 
     def residual_norm(self, xyt: Tensor) -> Tensor:
         """Euclidean norm of the residual at each point ``(N,)``, detached: what adaptive sampling ranks by."""
@@ -211,7 +256,7 @@ class ElasticPINN(L.LightningModule):
 
     def boundary_loss(self, xyt: Tensor) -> Tensor:
         """Mean squared misfit of each boundary point's condition (:func:`~pinn.training.losses.boundary_loss`)."""
-        return boundary_loss(self, xyt)
+        return boundary_loss(self, self.to_window(xyt))
 
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss terms of one batch of points (:func:`~pinn.training.losses.loss_terms`)."""
@@ -222,12 +267,44 @@ class ElasticPINN(L.LightningModule):
         # Loggers take their step from this loop counter, which Lightning bumps by one when it restarts from a
         # checkpoint saved at validation end; tying it to the optimizer step makes a resumed curve join without a gap.
         compat.set_logging_step(self.trainer, self.trainer.global_step)
+        if self.marching is not None and self.marching.due(self.trainer.global_step):
+            self.next_window()
         if self.lbfgs is not None:
             advance_stage(self)
         if not self._graphs_decided:
             self._graphs_decided = True
             self._graphs = decide_graphs(self)
         self.graph_now = self._graphs is not None and self.stage == "adam" and self._graphs.ready(batch)
+
+    def next_window(self) -> None:
+        """Finish the current window and start the next from its weights and end state, with a fresh optimizer."""
+        self.marching.advance(self.net, self._compute, self.trainer.global_step)
+        if self.stage == "lbfgs" and self.lbfgs.float64:
+            self.float()  # each window's Adam runs at float32 speed, as the first one did
+        self.stage, self.stall = "adam", StallWatch()
+        switch_optimizers(self.trainer, self.configure_optimizers())
+        rank_zero_info(f"Time window {self.marching.current + 1} of {self.windows.count} from step "
+                       f"{self.trainer.global_step}: t in [{self.marching.start(self.marching.current):.6g}, "
+                       f"{self.marching.start(self.marching.current + 1):.6g}] s")
+
+    def stage_start(self) -> int:
+        """The global step the current window began at (0 without windows): ``lbfgs.start_step`` counts from it."""
+        return 0 if self.marching is None else int(self.marching.started_at)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.stage != "lbfgs" or self.lbfgs.patience is None:
+            return
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        action = self.stall.update(float(loss), self.lbfgs)
+        if action == "redraw":
+            rank_zero_info(f"L-BFGS stalled at step {self.trainer.global_step}: fresh points for every pool.")
+            self.trainer.datamodule.redraw()
+        elif action == "stop" and self.marching is not None and self.marching.current + 1 < self.windows.count:
+            self.marching.finish_early()  # the next step starts the next window
+        elif action == "stop":
+            rank_zero_info(f"L-BFGS stalled at step {self.trainer.global_step} after "
+                           f"{self.lbfgs.refreshes} fresh draws: the fit ends here.")
+            self.trainer.should_stop = True
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         if not self.graph_now:
@@ -273,6 +350,8 @@ class ElasticPINN(L.LightningModule):
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         if self.causal_weights is not None:
             self.log("causal/weight_min", self.causal_weights.min(), on_step=True, on_epoch=False)
+        if self.marching is not None:
+            self.log("window", float(self.marching.current), on_step=True, on_epoch=False)
         if self.trainable_material is not None:
             # tensors, not floats: converting to a float every step would make a GPU synchronise every step
             material = {f"material/{k}": v for k, v in self.trainable_material.scalars().items()}
@@ -287,10 +366,11 @@ class ElasticPINN(L.LightningModule):
     @torch.enable_grad()
     def validation_step(self, xyt: Tensor, batch_idx: int) -> None:
         xyt = xyt.to(self.dtype)
-        self.val_metric.update(self(xyt), self.problem.truth(xyt))
+        self.val_metric.update(self(xyt), self.problem.truth(xyt), xyt[:, 2])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metric.compute()  # already global: the metric sums its states over processes
+        self.val_slices = (self.val_metric.times(), values.pop("slices"))  # for the figure of the error in time
         # sync_dist averages the equal copies on the ranks; without it Lightning warns that epoch values are per-rank.
         self.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True, sync_dist=True)
         self.log_dict({f"val/{k}": v.float() for k, v in values.items()}, sync_dist=True)
@@ -308,10 +388,11 @@ class ElasticPINN(L.LightningModule):
     @torch.enable_grad()
     def test_step(self, xyt: Tensor, batch_idx: int) -> None:
         xyt = xyt.to(self.dtype)
-        self.test_metric.update(self(xyt), self.problem.truth(xyt))
+        self.test_metric.update(self(xyt), self.problem.truth(xyt), xyt[:, 2])
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metric.compute()
+        values.pop("slices")
         self.log_dict({f"test/{k}": v.float() for k, v in values.items()}, sync_dist=True)
         self.test_metric.reset()
 
@@ -321,17 +402,22 @@ class ElasticPINN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = rng_states()  # global RNGs: exact resume even if a user adds e.g. dropout
         # which optimizer the saved optimizer state belongs to: configure_optimizers rebuilds that one on resume
-        checkpoint["optimizer_stage"] = {"name": self.stage, "points_version": self.points_version}
+        checkpoint["optimizer_stage"] = {"name": self.stage, "points_version": self.points_version,
+                                         "stall": self.stall.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = self._trainer
         path = getattr(trainer, "ckpt_path", None) or "checkpoint"
+        if self.marching is not None:
+            self.marching.resize(checkpoint["state_dict"], "marching.")
         check_state_dict(checkpoint["state_dict"], self.state_dict(), path)  # one clear error, not a RuntimeError
         stage = checkpoint.get("optimizer_stage", {"name": "adam", "points_version": 0})
         if stage["name"] == "lbfgs" and self.lbfgs is None:
             raise ValueError(f"{path} was saved in the L-BFGS stage, but model.lbfgs is not set: resume with the "
                              "run's own config (model.lbfgs as it was).")
         self.stage, self.points_version = stage["name"], int(stage["points_version"])
+        if "stall" in stage:
+            self.stall.load_state_dict(stage["stall"])
         if self.stage == "lbfgs" and self.lbfgs.float64:
             self.double()  # the saved float64 weights load into float64 parameters, exactly
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
@@ -340,15 +426,19 @@ class ElasticPINN(L.LightningModule):
     def param_groups(self) -> list[dict]:
         """The network's parameters, and the material's in a group of their own with ``unknowns.lr``."""
         if self.trainable_material is None:
-            return [{"params": list(self.parameters())}]
+            return [{"params": self.trained_parameters()}]
         material = list(self.trainable_material.parameters())
         ids = {id(p) for p in material}
-        rest = [p for p in self.parameters() if id(p) not in ids]
+        rest = [p for p in self.trained_parameters() if id(p) not in ids]
         return [{"params": rest}, {"params": material, "lr": self.unknowns.lr}]
+
+    def trained_parameters(self) -> list:
+        """The parameters an optimizer updates: all but the finished time windows' frozen networks."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
         if self.stage == "lbfgs":  # resumed inside the L-BFGS stage
-            return self.lbfgs.optimizer(list(self.parameters()))
+            return self.lbfgs.optimizer(self.trained_parameters())
         optimizer = self.optimizer_factory(self.param_groups())
         if self.scheduler_factory is None:
             return optimizer

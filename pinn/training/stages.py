@@ -123,18 +123,19 @@ def clear_history(optimizer: torch.optim.LBFGS) -> None:
 
 
 def advance_stage(module) -> None:
-    """Before each training step: switch to L-BFGS at ``module.lbfgs.start_step``, and clear its history when the
+    """Before each training step: switch to L-BFGS ``module.lbfgs.start_step`` steps after the stage began (the run's
+    or the time window's start, ``module.stage_start()``), and clear its history when the
     points have changed since it began (see the module docstring)."""
     trainer = module.trainer
     version = getattr(trainer.datamodule, "pool_version", 0)
-    if module.stage == "adam" and trainer.global_step >= module.lbfgs.start_step:
+    if module.stage == "adam" and trainer.global_step >= module.stage_start() + module.lbfgs.start_step:
         check_full_batch(trainer.datamodule)
         if module.lbfgs.float64 and module.dtype != torch.float64:
             if trainer.world_size > 1:  # DDP's gradient buckets keep the dtype they were built with
                 raise ValueError("model.lbfgs.float64 cannot switch precision under several processes: set "
                                  "--trainer.precision 64-true for the whole run instead.")
             module.double()
-        trainer.strategy.optimizers = [module.lbfgs.optimizer(list(module.parameters()))]
+        trainer.strategy.optimizers = [module.lbfgs.optimizer(module.trained_parameters())]
         trainer.strategy.lr_scheduler_configs = []  # the line search sets the step length
         module.stage, module.points_version = "lbfgs", version
     elif module.stage == "lbfgs" and version != module.points_version:

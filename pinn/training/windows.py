@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pinn.networks.derivatives import Fields
+from pinn.physics.fields import Fields
 from pinn.physics.splines import GridSpline, spline_coefficients
 
 ComputeFields = Callable[[nn.Module, Tensor, str], Fields]  # (net, points, order) -> Fields
@@ -119,13 +119,16 @@ class Marching(nn.Module):
         for p in self.finished.parameters():
             p.requires_grad_(False)
         self.register_buffer("index", torch.zeros((), dtype=torch.long))
+        self.register_buffer("started_at", torch.zeros((), dtype=torch.long))  # global step the window began at
+        self.register_buffer("ended", torch.zeros((), dtype=torch.bool))  # its stage stalled: move on now
         # nodes and coefficients of the splines; sized when the first state is set (or by a loaded checkpoint)
         self.register_buffer("state_x", torch.zeros(0))
         self.register_buffer("state_y", torch.zeros(0))
         self.register_buffer("state_coefficients", torch.zeros(0))
-        self._register_load_state_dict_pre_hook(self._resize)
+        self._register_load_state_dict_pre_hook(self.resize)
 
-    def _resize(self, state_dict, prefix, *args) -> None:
+    def resize(self, state_dict: dict, prefix: str, *args) -> None:
+        """Size the spline buffers as in ``state_dict`` (their size is the grid's, known once a fit has begun)."""
         for name in ("state_x", "state_y", "state_coefficients"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], dtype=getattr(self, name).dtype))
@@ -144,6 +147,16 @@ class Marching(nn.Module):
         t = self.start(self.current) + (xyt[:, 2:] - self.t0) / self.settings.count
         return torch.cat([xyt[:, :2], t], dim=1)
 
+    def due(self, step: int) -> bool:
+        """Whether the current window is done at global step ``step`` (its steps are up, or it stalled)."""
+        if self.current + 1 >= self.settings.count:
+            return False
+        return bool(self.ended) or step >= int(self.started_at) + self.settings.steps
+
+    def finish_early(self) -> None:
+        """End the current window at the next step (its optimizer has stalled)."""
+        self.ended.fill_(True)
+
     def window_of(self, t: Tensor) -> Tensor:
         """The window of each time ``(N,)``, clamped to the windows trained so far."""
         k = torch.floor((t.detach() - self.t0) / self.delta).long()
@@ -156,6 +169,9 @@ class Marching(nn.Module):
 
     def state(self, k: int, xy: Tensor) -> dict[str, Tensor]:
         """Window k's initial state at points ``xy`` ``(N, 2)``: the spline's values and space derivatives."""
+        if not self.has_state:
+            raise RuntimeError("model.windows.exact_initial: the model has no initial state yet; it is set when a fit "
+                               "starts, and a checkpoint of a fit carries it.")
         return GridSpline(self.state_x, self.state_y, self.state_coefficients[k])(xy)
 
     def fields(self, net: nn.Module, k: int, xyt: Tensor, order: str, compute: ComputeFields) -> Fields:
@@ -198,7 +214,7 @@ class Marching(nn.Module):
             out.append(torch.cat([f.displacement, f.velocity], -1).detach())
         return torch.cat(out).reshape(*x.shape, 4)
 
-    def advance(self, net: nn.Module, compute: ComputeFields) -> None:
+    def advance(self, net: nn.Module, compute: ComputeFields, step: int) -> None:
         """Finish the current window: freeze a copy of ``net``, take its end state as the next window's initial
         state (with ``exact_initial``), and move on. ``net`` keeps its weights: the next window starts from them."""
         k = self.current
@@ -208,6 +224,8 @@ class Marching(nn.Module):
             end = self.sample_end(net, compute)
         self.finished[k].load_state_dict(net.state_dict())
         self.index += 1
+        self.started_at.fill_(step)
+        self.ended.fill_(False)
         if self.settings.exact_initial:
             self.set_state(k + 1, self.state_x, self.state_y, end)
 
@@ -231,10 +249,15 @@ def initial_state_values(problem, x: Tensor, y: Tensor) -> Tensor:
     return values.reshape(*xx.shape, 4).to(torch.float64)
 
 
-def window_slices(times: Tensor, marching: Marching | None, count: int) -> list[Tensor]:
-    """For each window, a boolean mask over the validation slices' ``times`` that fall in it."""
-    if marching is None:
-        return [torch.ones_like(times, dtype=torch.bool)]
-    k = torch.floor((times - marching.t0) / marching.delta + 1e-9).long().clamp(0, count - 1)
-    return [k == j for j in range(count)]
+def switch_optimizers(trainer, configured) -> None:
+    """Hand the trainer the optimizer (and step-wise scheduler) of ``configured``, what ``configure_optimizers``
+    returns: a new window starts with fresh moments and a fresh schedule, as a run does."""
+    from lightning.pytorch.utilities.types import LRSchedulerConfig
 
+    if isinstance(configured, dict):
+        trainer.strategy.optimizers = [configured["optimizer"]]
+        scheduler = configured["lr_scheduler"]
+        trainer.strategy.lr_scheduler_configs = [LRSchedulerConfig(scheduler["scheduler"], interval="step")]
+    else:
+        trainer.strategy.optimizers = [configured]
+        trainer.strategy.lr_scheduler_configs = []
