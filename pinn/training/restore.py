@@ -15,7 +15,7 @@ import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 
-from pinn.io.checkpointing import load_checkpoint
+from pinn.io.checkpoint_format import load_checkpoint
 from pinn.problems.problem import Problem
 from pinn.run_state import CheckpointError
 from pinn.training.module import ElasticPINN
