@@ -167,7 +167,7 @@ class ElasticPINN(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self.scales  # (found once, before the first step; a resumed fit then restores the stored ones)
-        datamodule = getattr(self._trainer, "datamodule", None)
+        datamodule = getattr(compat.attached_trainer(self), "datamodule", None)
         if datamodule is not None and getattr(datamodule, "problem", self.problem) is not self.problem:
             mismatch = problem_difference(self.problem, datamodule.problem)
             if mismatch:
@@ -189,7 +189,7 @@ class ElasticPINN(L.LightningModule):
             return self.problem.material_at(xy)
         values = self.trainable_material.at(xy)
         if self.training and self.global_step < self.unknowns.start_step:  # still held at the initial guess
-            values = hold(values, self.trainer.world_size > 1 if self._trainer is not None else False)
+            values = hold(values, compat.attached_trainer(self) is not None and self.trainer.world_size > 1)
         return values
 
     def forward(self, xyt: Tensor) -> Tensor:
@@ -323,7 +323,7 @@ class ElasticPINN(L.LightningModule):
 
     def truth_known(self) -> bool:
         """Whether the problem's medium is the truth the observations came from (synthetic observations)."""
-        datamodule = getattr(self._trainer, "datamodule", None)
+        datamodule = getattr(compat.attached_trainer(self), "datamodule", None)
         return bool(getattr(getattr(datamodule, "observations", None), "knows_truth", False))
 
     @torch.enable_grad()
@@ -347,7 +347,7 @@ class ElasticPINN(L.LightningModule):
         checkpoint["scales"] = asdict(self.scales)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        trainer = self._trainer
+        trainer = compat.attached_trainer(self)
         path = getattr(trainer, "ckpt_path", None) or "checkpoint"
         check_state_dict(checkpoint["state_dict"], self.state_dict(), path)  # one clear error, not a RuntimeError
         stage = checkpoint.get("optimizer_stage", {"name": "adam", "points_version": 0})
