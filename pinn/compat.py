@@ -42,6 +42,15 @@ def set_logging_step(trainer, step: int) -> None:
     trainer.fit_loop.epoch_loop._batches_that_stepped = step
 
 
+def attached_trainer(module: lightning.LightningModule):
+    """The trainer ``module`` is attached to, or ``None``.
+
+    ``LightningModule.trainer`` raises when no trainer is attached (a model used from Python, a model being loaded);
+    ``_trainer`` is the only way to ask whether one is.
+    """
+    return module._trainer
+
+
 def validation_due(trainer) -> bool:
     """Whether the epoch loop will run a validation right after the current training batch.
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+import pinn.io.checkpoint_format as fmt
 import pinn.io.checkpointing as ckpt
 from pinn.cli import cli_main, main
 from pinn.io.checkpointing import CheckpointError, load_checkpoint, plain, save_checkpoint
@@ -37,7 +38,7 @@ def test_round_trip_is_a_plain_torch_file_with_a_checksum(tmp_path):
     path = tmp_path / "a.ckpt"
     save_checkpoint(sample_checkpoint(), path)
     loaded = load_checkpoint(path)
-    assert loaded["format_version"] == ckpt.FORMAT_VERSION
+    assert loaded["format_version"] == fmt.FORMAT_VERSION
     assert loaded["global_step"] == 7 and loaded["hyper_parameters"] == {"width": 8, "loss_weights": {"pde": 0.5}}
     assert torch.equal(loaded["state_dict"]["w"], torch.arange(6.0).reshape(2, 3))
     # any torch/zip reader still opens it; the comment is the SHA-256 of everything before it
@@ -114,7 +115,7 @@ def test_crafted_checkpoint_with_valid_checksum_is_refused_without_running_code(
     marker, path = tmp_path / "pwned", tmp_path / "evil.ckpt"
     buffer = io.BytesIO()
     torch.save({**sample_checkpoint(), "format_version": 1, "hyper_parameters": Payload(marker)}, buffer)
-    path.write_bytes(ckpt.seal(buffer.getvalue()))  # the checksum is right: only weights_only stands in the way
+    path.write_bytes(fmt.seal(buffer.getvalue()))  # the checksum is right: only weights_only stands in the way
     with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused: it holds a pickled object that is not plain"):
         load_checkpoint(path)
     assert not marker.exists()
@@ -146,19 +147,19 @@ def test_plain_converts_config_objects_and_keeps_plain_ones():
 def test_migrations_upgrade_old_formats_and_newer_ones_are_refused(tmp_path, monkeypatch):
     path = tmp_path / "a.ckpt"
     save_checkpoint(sample_checkpoint(), path)  # format 1
-    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 3)
+    monkeypatch.setattr(fmt, "FORMAT_VERSION", 3)
     with pytest.raises(CheckpointError, match="no migration from format version 1"):
         load_checkpoint(path)
-    monkeypatch.setattr(ckpt, "MIGRATIONS", {1: lambda c: {**c, "name": c["name"] + "2"},
-                                             2: lambda c: {**c, "name": c["name"] + "3"}})
+    monkeypatch.setattr(fmt, "MIGRATIONS", {1: lambda c: {**c, "name": c["name"] + "2"},
+                                            2: lambda c: {**c, "name": c["name"] + "3"}})
     loaded = load_checkpoint(path)
     assert loaded["name"] == "x23" and loaded["format_version"] == 3
-    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(fmt, "FORMAT_VERSION", 1)
     save_checkpoint({**sample_checkpoint(), "format_version": 0}, path)  # save stamps the current version
     assert load_checkpoint(path)["format_version"] == 1
     buffer = io.BytesIO()
     torch.save({**sample_checkpoint(), "format_version": 2}, buffer)
-    path.write_bytes(ckpt.seal(buffer.getvalue()))
+    path.write_bytes(fmt.seal(buffer.getvalue()))
     with pytest.raises(CheckpointError, match="format version 2 is newer than this pinn reads"):
         load_checkpoint(path)
 
@@ -275,7 +276,7 @@ def test_cli_refuses_bad_checkpoints_in_one_line_and_writes_nothing(run, tmp_pat
     elif damage == "crafted":
         buffer = io.BytesIO()
         torch.save({**torch.load(target, weights_only=True), "config": Payload(tmp_path / "pwned")}, buffer)
-        bad.write_bytes(ckpt.seal(buffer.getvalue()))
+        bad.write_bytes(fmt.seal(buffer.getvalue()))
     elif damage == "wrong architecture":
         bad, extra = target, ["--model.width", "16"]
     before = snapshot(logs)

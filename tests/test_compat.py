@@ -93,6 +93,14 @@ def test_set_logging_step_moves_the_loggers_step(tmp_path):
         f"the logging step no longer follows fit_loop.epoch_loop._batches_that_stepped in {compat.VERSIONS}")
 
 
+def test_attached_trainer_is_none_until_a_trainer_runs_the_module(tmp_path):
+    model = Tiny()
+    assert compat.attached_trainer(model) is None
+    run = trainer(tmp_path, max_steps=1)
+    run.fit(model)
+    assert compat.attached_trainer(model) is run
+
+
 def test_validation_due_predicts_the_next_validation(tmp_path):
     require(L.Trainer(logger=False).fit_loop.epoch_loop, "_should_check_val_fx")
     require(L.Trainer(logger=False).fit_loop, "_data_fetcher")

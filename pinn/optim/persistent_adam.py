@@ -304,6 +304,10 @@ def _by_device_and_dtype(params: list[Tensor], *lists: list[Tensor]) -> list[tup
 class StatelessAdam(Optimizer):
     r"""Stateless approximation of Adam, kept as a baseline: no moment buffers, one scalar per parameter tensor.
 
+    No config uses it; ``benchmarks/optim.py`` and the tests compare PersistentAdam against it. It stays in this
+    module because it is built like PersistentAdam (the same ``defaults``, hyper-parameter checks and
+    ``pinn.optim.state`` validation of its state dict), which its tests check side by side.
+
     Each parameter tensor :math:`\theta` with gradient :math:`g` is updated as
 
     .. math::

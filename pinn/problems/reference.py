@@ -17,6 +17,7 @@ velocity on the grid nodes of the physical domain at ``output_times`` evenly spa
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pinn.files import atomic_write
 from pinn.problems.reference_settings import ReferenceSettings
 
 SOLVER_VERSION = 2  # bump when the scheme changes, so that cached references are recomputed
@@ -102,17 +104,11 @@ class Reference:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``.npz`` atomically (a temporary file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, x=self.x, y=self.y, t=self.t, displacement=self.displacement, velocity=self.velocity,
-                         meta=np.array(json.dumps(self.meta, sort_keys=True)))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Write ``.npz`` atomically (:func:`pinn.files.atomic_write`: a temporary file, fsync, then a rename)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, x=self.x, y=self.y, t=self.t, displacement=self.displacement, velocity=self.velocity,
+                 meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        atomic_write(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:

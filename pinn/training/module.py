@@ -18,6 +18,7 @@ from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
 from pinn.physics.material import Unknowns, check_inverse_setup
+from pinn.physics.units import Scales
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.training.balancing import Balancer, GradNormBalancing
@@ -109,13 +110,14 @@ class ElasticPINN(L.LightningModule):
         if self.unknowns is not None and self.unknowns.trainable:
             check_inverse_setup(self.problem, self.unknowns)
             self.trainable_material = trainable_medium(self.problem, self.unknowns)
-        self.scales = self.problem.scales if self.trainable_material is None else inverse_scales(
-            self.problem, self.trainable_material)
         fourier = settings(hp, "fourier", FourierFeatures, fourier)
         factorization = settings(hp, "factorization", Factorization, factorization)
+        # output_scale is the displacement scale U, set with the scales (below, or on first use, or from a checkpoint)
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
-                       input_scale=input_scale, output_scale=self.scales.displacement, fourier=fourier,
-                       factorization=factorization)
+                       input_scale=input_scale, fourier=fourier, factorization=factorization)
+        self._scales: Scales | None = None
+        if self.trainable_material is not None:  # from the starting material, before it trains; no reference needed
+            self.scales = inverse_scales(self.problem, self.trainable_material)
         self.lbfgs = settings(hp, "lbfgs", LBFGSStage, lbfgs)
         self.stage = "adam"  # the optimizer stage the run is in ("adam": the configured optimizer, or "lbfgs")
         self.points_version = 0  # the data module's pool version when the L-BFGS history began
@@ -155,8 +157,27 @@ class ElasticPINN(L.LightningModule):
 
         return load(checkpoint_path, map_location or "cpu")
 
+    @property
+    def scales(self) -> Scales:
+        """The characteristic scales (:mod:`pinn.physics.units`) the loss terms are divided by and the network's
+        output is multiplied by (U). Restored from the checkpoint when there is one; otherwise the problem's,
+        found on first use (a problem without a closed form and without ``displacement_scale`` reads U from its
+        reference solution, so building a model never runs the solver: a fit finds them in ``setup``)."""
+        if self._scales is None:
+            self.scales = self.problem.scales
+        return self._scales
+
+    @scales.setter
+    def scales(self, scales: Scales) -> None:
+        self._scales = scales
+        self.net.output_scale = float(scales.displacement)
+        for net in getattr(getattr(self, "marching", None), "finished", []):  # the frozen copies of finished windows
+            net.output_scale = float(scales.displacement)
+
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None)
+        if stage == "fit":
+            self.scales  # (found once, before the first step; a resumed fit then restores the stored ones)
+        datamodule = getattr(compat.attached_trainer(self), "datamodule", None)
         if datamodule is not None and getattr(datamodule, "problem", self.problem) is not self.problem:
             mismatch = problem_difference(self.problem, datamodule.problem)
             if mismatch:
@@ -185,17 +206,19 @@ class ElasticPINN(L.LightningModule):
             return self.problem.material_at(xy)
         values = self.trainable_material.at(xy)
         if self.training and self.global_step < self.unknowns.start_step:  # still held at the initial guess
-            values = hold(values, self.trainer.world_size > 1 if self._trainer is not None else False)
+            values = hold(values, compat.attached_trainer(self) is not None and self.trainer.world_size > 1)
         return values
 
     def forward(self, xyt: Tensor) -> Tensor:
         """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's), over the
         whole interval: with time windows each point from the window its time falls in."""
+        self.scales  # (the network's output scale U is set with them)
         if self.marching is None:
             return self.net(xyt.to(self.dtype))
         return self.marching.values(self.net, xyt.to(self.dtype), self._compute)
 
     def _compute(self, net, xyt: Tensor, order: str):
+        self.scales  # (the network's output scale U is set with them)
         if self.compile_mode is True and not self._compile_decided:
             self.decide_compile(-1)
         # the residual in training only: evaluation shapes vary, and each would compile anew
@@ -382,7 +405,7 @@ class ElasticPINN(L.LightningModule):
 
     def truth_known(self) -> bool:
         """Whether the problem's medium is the truth the observations came from (synthetic observations)."""
-        datamodule = getattr(self._trainer, "datamodule", None)
+        datamodule = getattr(compat.attached_trainer(self), "datamodule", None)
         return bool(getattr(getattr(datamodule, "observations", None), "knows_truth", False))
 
     @torch.enable_grad()
@@ -404,9 +427,11 @@ class ElasticPINN(L.LightningModule):
         # which optimizer the saved optimizer state belongs to: configure_optimizers rebuilds that one on resume
         checkpoint["optimizer_stage"] = {"name": self.stage, "points_version": self.points_version,
                                          "stall": self.stall.state_dict()}
+        # part of the trained model: a run loads and predicts with them, without the reference they came from
+        checkpoint["scales"] = asdict(self.scales)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        trainer = self._trainer
+        trainer = compat.attached_trainer(self)
         path = getattr(trainer, "ckpt_path", None) or "checkpoint"
         if self.marching is not None:
             self.marching.resize(checkpoint["state_dict"], "marching.")
@@ -418,6 +443,8 @@ class ElasticPINN(L.LightningModule):
         self.stage, self.points_version = stage["name"], int(stage["points_version"])
         if "stall" in stage:
             self.stall.load_state_dict(stage["stall"])
+        if "scales" in checkpoint:  # older checkpoints have none: the problem's are found on first use
+            self.scales = Scales(**checkpoint["scales"])
         if self.stage == "lbfgs" and self.lbfgs.float64:
             self.double()  # the saved float64 weights load into float64 parameters, exactly
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:

@@ -1,8 +1,9 @@
 """A trained model from its checkpoint alone: the run is rebuilt from the config that ``pinn fit`` stores in it.
 
-The model and data sections of the stored config are parsed as the CLI parses them (the same classes, the data
-module's problem linked into the model), without the CLI itself, so that loading sits below it. Only the classes
-are built: no trainer, logger or callback, nothing written.
+The model section and the problem of the stored config are parsed as the CLI parses them (the same classes, the
+data module's problem linked into the model), without the CLI itself, so that loading sits below it. Only the
+model and its problem are built: no data module, trainer, logger or callback; nothing is written, and the solver
+does not run (the scales the network was trained with are in the checkpoint).
 """
 
 from __future__ import annotations
@@ -14,23 +15,25 @@ import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 
-from pinn.io.checkpointing import load_checkpoint
+from pinn.io.checkpoint_format import load_checkpoint
+from pinn.problems.problem import Problem
 from pinn.run_state import CheckpointError
-from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 
 
 def model_from_config(config: str | dict[str, Any]) -> ElasticPINN:
     """The untrained :class:`ElasticPINN` of a run's config (YAML text or its dict, as ``pinn fit`` stores it).
 
-    Only the ``model`` and ``data`` sections are read; ``data.problem`` becomes the model's problem, as in the CLI.
+    Only the ``model`` section and ``data.problem`` are read, and ``data.problem`` becomes the model's problem, as
+    in the CLI; the data module is not built (its observations may need the reference solution).
     """
     settings = yaml.safe_load(config) if isinstance(config, str) else config
     parser = LightningArgumentParser(exit_on_error=False)
     parser.add_lightning_class_args(ElasticPINN, "model", subclass_mode=False)
-    parser.add_lightning_class_args(ElasticDataModule, "data", subclass_mode=False)
-    parser.link_arguments("data.problem", "model.problem", apply_on="instantiate")
-    parsed = parser.parse_object({key: settings.get(key) or {} for key in ("model", "data")})
+    parser.add_subclass_arguments(Problem, "problem", required=False)
+    parser.link_arguments("problem", "model.problem", apply_on="instantiate")
+    problem = (settings.get("data") or {}).get("problem")
+    parsed = parser.parse_object({"model": settings.get("model") or {}, "problem": problem})
     return parser.instantiate(parsed).model
 
 
