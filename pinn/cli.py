@@ -23,12 +23,12 @@ from pinn.io.checkpointing import (
     RunCheckpoint,
     SaveConfigToCheckpoint,
     VerifiedCheckpointIO,
-    check_state_dict,
     load_checkpoint,
 )
 from pinn.io.material_maps import MaterialMaps
 from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
 from pinn.io.prediction import PredictionWriter
+from pinn.run_state import check_state_dict
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 

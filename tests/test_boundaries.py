@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from pinn.networks.derivatives import Fields, autograd_fields
+from pinn.networks.derivatives import autograd_fields
 from pinn.networks.mlp import MLP
 from pinn.physics.elasticity import Material, absorbing_residual, traction
+from pinn.physics.fields import Fields
 from pinn.physics.media import Homogeneous
 from pinn.physics.sources import PointForce, Ricker
 from pinn.physics.units import Scales

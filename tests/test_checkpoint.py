@@ -21,7 +21,8 @@ import torch
 
 import pinn.io.checkpointing as ckpt
 from pinn.cli import cli_main, main
-from pinn.io.checkpointing import CheckpointError, check_state_dict, load_checkpoint, plain, save_checkpoint
+from pinn.io.checkpointing import CheckpointError, load_checkpoint, plain, save_checkpoint
+from pinn.run_state import check_state_dict, rng_states, set_rng_states
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -200,9 +201,9 @@ def test_wrong_architecture_names_the_parameter_and_both_shapes():
 
 
 def test_global_random_states_round_trip():
-    states = ckpt.rng_states()
+    states = rng_states()
     first = (torch.rand(3), np.random.rand(3), random.random())
-    ckpt.set_rng_states(plain(states))
+    set_rng_states(plain(states))
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
 

@@ -187,7 +187,7 @@ def test_fit_compiles_where_auto_decides(monkeypatch, tmp_path):
     """In a fit the choice is made at the start, from the whole run's length, and training steps use the kernel."""
     calls = []
     monkeypatch.setattr(pinn.training.compiled.torch, "compile", counting_compile(calls))
-    monkeypatch.setattr(pinn.training.module, "MIN_EVALUATIONS", 2)
+    monkeypatch.setattr(pinn.training.compiled, "MIN_EVALUATIONS", 2)
     L.seed_everything(0, verbose=False)
     model = ElasticPINN(width=8, depth=3)
     data = ElasticDataModule(n_interior=32, n_boundary=16, n_initial=16, steps_per_epoch=2, val_grid=(3, 3, 2))

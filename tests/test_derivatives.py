@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from pinn.networks.derivatives import FIRST, ORDERS, SECOND, Fields, autograd_fields, compute_fields, taylor_fields
+from pinn.networks.derivatives import FIRST, ORDERS, SECOND, autograd_fields, compute_fields, taylor_fields
 from pinn.networks.mlp import MLP, Factorization, FourierFeatures
 from pinn.networks.taylor import taylor_applies
 from pinn.physics.elasticity import Material, residual
+from pinn.physics.fields import Fields
 from pinn.problems.closed_form import Domain, PlaneWaves, Wave
 from pinn.training.module import ElasticPINN
 

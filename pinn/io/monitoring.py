@@ -75,7 +75,7 @@ class ValidationFigures(_EveryNValidations):
         """The figure as an ``(H, W, 3)`` uint8 image."""
         problem = pl_module.problem
         nx, ny = self.resolution
-        xyt = problem.domain.grid(nx, ny, 3).to(pl_module.device)  # (3*ny*nx, 3), t slowest
+        xyt = problem.scored_domain.grid(nx, ny, 3).to(pl_module.device)  # (3*ny*nx, 3), t slowest
         pred = pl_module(xyt).float().cpu().numpy().reshape(3, ny, nx, 2)
         exact = problem.truth(xyt).float().cpu().numpy().reshape(3, ny, nx, 2)  # closed form or reference
         errors = None

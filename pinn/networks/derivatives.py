@@ -1,4 +1,4 @@
-"""The ``Fields`` record and the derivative engines that fill it.
+"""The derivative engines that fill the physics' :class:`~pinn.physics.fields.Fields` record.
 
 A network maps ``(N, 3)`` points ``(x, y, t)`` to ``(N, 2)`` displacements ``(u, v)``. The physics reads the
 displacement and exactly the partial derivatives it needs from a :class:`Fields`; an engine computes them.
@@ -18,7 +18,6 @@ the weights runs once through one graph instead of through nested derivative gra
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -26,43 +25,12 @@ from torch import Tensor
 
 from pinn.networks.mlp import MLP
 from pinn.networks.taylor import DIRECTIONS, Streams, taylor_applies, taylor_streams
+from pinn.physics.fields import Fields
 
 Order = Literal["value", "velocity", "gradient", "pde"]
 ORDERS: tuple[str, ...] = ("value", "velocity", "gradient", "pde")
 FIRST = ("u_x", "u_y", "u_t", "v_x", "v_y", "v_t")
 SECOND = ("u_xx", "u_yy", "u_xy", "u_tt", "v_xx", "v_yy", "v_xy", "v_tt")
-
-
-@dataclass
-class Fields:
-    """Displacement and its partial derivatives at N points; every entry is ``(N,)`` or ``None`` if not computed."""
-
-    u: Tensor
-    v: Tensor
-    u_x: Tensor | None = None
-    u_y: Tensor | None = None
-    u_t: Tensor | None = None
-    v_x: Tensor | None = None
-    v_y: Tensor | None = None
-    v_t: Tensor | None = None
-    u_xx: Tensor | None = None
-    u_yy: Tensor | None = None
-    u_xy: Tensor | None = None
-    u_tt: Tensor | None = None
-    v_xx: Tensor | None = None
-    v_yy: Tensor | None = None
-    v_xy: Tensor | None = None
-    v_tt: Tensor | None = None
-
-    @property
-    def displacement(self) -> Tensor:
-        """``(N, 2)`` stack of (u, v)."""
-        return torch.stack([self.u, self.v], dim=-1)
-
-    @property
-    def velocity(self) -> Tensor:
-        """``(N, 2)`` stack of (u_t, v_t)."""
-        return torch.stack([self.u_t, self.v_t], dim=-1)
 
 
 def _check_order(order: str) -> None:

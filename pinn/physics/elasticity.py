@@ -29,7 +29,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from pinn.networks.derivatives import Fields
+from pinn.physics.fields import Fields
 
 Scalar = float | Tensor
 

@@ -35,6 +35,10 @@ class Wavelet:
         """The highest frequency (Hz) the wavelet carries with significant energy."""
         raise NotImplementedError
 
+    def peak_frequency(self) -> float:
+        """The frequency (Hz) where the amplitude spectrum peaks: what sets the problem's time scale."""
+        raise NotImplementedError
+
 
 class Ricker(Wavelet):
     r"""Ricker wavelet :math:`w(t) = (1 - 2\pi^2 f_0^2 \tau^2)\, e^{-\pi^2 f_0^2 \tau^2}`, :math:`\tau = t - t_0`.
@@ -61,6 +65,9 @@ class Ricker(Wavelet):
     def max_frequency(self) -> float:
         return 2.5 * self.f0
 
+    def peak_frequency(self) -> float:
+        return self.f0
+
 
 class FileWavelet(Wavelet):
     """A wavelet sampled in a file and interpolated linearly; zero before its first and after its last sample.
@@ -85,11 +92,19 @@ class FileWavelet(Wavelet):
 
     def max_frequency(self) -> float:
         """Highest frequency where the amplitude spectrum exceeds 3 % of its peak."""
+        freqs, spectrum = self._spectrum()
+        return float(freqs[np.nonzero(spectrum >= 0.03 * spectrum.max())[0][-1]])
+
+    def peak_frequency(self) -> float:
+        """Frequency of the largest amplitude in the spectrum (the zero frequency left out)."""
+        freqs, spectrum = self._spectrum()
+        return float(freqs[1:][np.argmax(spectrum[1:])])
+
+    def _spectrum(self) -> tuple[np.ndarray, np.ndarray]:
         dt = float(np.min(np.diff(self.t)))
         grid = np.arange(self.t[0], self.t[-1] + dt, dt)
         spectrum = np.abs(np.fft.rfft(np.interp(grid, self.t, self.w), n=4 * len(grid)))
-        freqs = np.fft.rfftfreq(4 * len(grid), dt)
-        return float(freqs[np.nonzero(spectrum >= 0.03 * spectrum.max())[0][-1]])
+        return np.fft.rfftfreq(4 * len(grid), dt), spectrum
 
 
 def _read_wavelet(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -52,3 +52,18 @@ class Scales:
     def velocity(self) -> float:
         """Scale of the particle velocity, U / T (m/s)."""
         return self.displacement / self.time
+
+
+def wave_scales(vp_max: float, rho_max: float, displacement: float, peak_frequency: float, side: float,
+                mode: str = "period") -> Scales:
+    r"""Scales of waves of peak frequency f in a medium of largest P speed vp_max and density rho_max.
+
+    ``period``: T = 1 / omega with omega = 2 pi f, L = vp_max T (a wavelength over 2 pi): the residual of a wave of
+    amplitude U, about rho omega^2 U, divides by R U / T^2 to O(1), its traction rho vp omega U by S U / L, its
+    velocity omega U by U / T. ``crossing`` (or f = 0): L = ``side``, T = L / vp_max, the time to cross the domain;
+    the residual then divides to about (omega T)^2, which over-weights the edges against the interior physics.
+    """
+    if mode == "period" and peak_frequency > 0:
+        time = 1.0 / (2 * math.pi * peak_frequency)
+        return Scales(vp_max * time, time, displacement, rho_max)
+    return Scales(side, side / vp_max, displacement, rho_max)

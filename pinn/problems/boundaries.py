@@ -21,8 +21,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from pinn.networks.derivatives import Fields
 from pinn.physics.elasticity import absorbing_residual, traction
+from pinn.physics.fields import Fields
 from pinn.physics.units import Scales
 from pinn.problems.devito_edges import mirror_rows
 from pinn.problems.domain import EDGES

@@ -13,8 +13,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pinn.networks.derivatives import Fields
 from pinn.physics.elasticity import Material, stress
+from pinn.physics.fields import Fields
 from pinn.physics.media import Medium, MediumValues
 from pinn.problems.domain import Domain
 from pinn.problems.problem import Problem

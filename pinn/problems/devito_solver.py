@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from pinn.problems.devito_edges import AXIS, EdgeEquations, keep_mask, pml
-from pinn.problems.reference import ReferenceSettings
+from pinn.problems.reference_settings import ReferenceSettings
 
 _MAX_POINTS = 50_000_000  # grid nodes times saved snapshots beyond which the reference would not fit in memory
 # Cubic Lagrange weights onto a node from 4 staggered points: centred, and one-sided from inside for the node on a

@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pinn.networks.derivatives import Fields
 from pinn.physics.elasticity import Material, traction
+from pinn.physics.fields import Fields
 from pinn.physics.media import Homogeneous, Medium, MediumValues
 from pinn.physics.sources import Source
-from pinn.physics.units import Scales
+from pinn.physics.units import Scales, wave_scales
 from pinn.problems.boundaries import Boundaries, Edge
-from pinn.problems.domain import Domain
+from pinn.problems.domain import EDGES, Domain
 from pinn.problems.receivers import Receivers
-from pinn.problems.reference import ReferenceSettings, key_fields
+from pinn.problems.reference_settings import ReferenceSettings, key_fields
 
 
 def _fingerprint(obj) -> object:
@@ -74,6 +74,11 @@ class Problem:
     def scales(self) -> Scales:
         """Characteristic scales (:mod:`pinn.physics.units`); 1 for problems posed without units."""
         return Scales()
+
+    @property
+    def scored_domain(self) -> Domain:
+        """The box that validation, predictions and receivers cover: the training domain, unless it is padded."""
+        return self.domain
 
     def material_at(self, xy: Tensor) -> Material | MediumValues:
         """The material at points ``xy`` ``(N, 2)`` for the residual and tractions."""
@@ -129,6 +134,13 @@ class Problem:
         return traction(f, self.material_at(xyt[:, :2]), normal)
 
 
+def padded(domain: Domain, boundaries: Boundaries, width: float) -> Domain:
+    """``domain`` widened by ``width`` beyond each absorbing edge."""
+    grow = {edge: width if kind == "absorbing" else 0.0 for edge, kind in zip(EDGES, boundaries.kinds())}
+    return Domain(x=(domain.x[0] - grow["left"], domain.x[1] + grow["right"]),
+                  y=(domain.y[0] - grow["bottom"], domain.y[1] + grow["top"]), t=domain.t)
+
+
 class WaveProblem(Problem):
     """An elastic-wave problem in SI units without a closed form: a medium, sources, a condition per edge, an
     initial state, receivers, and a Devito finite-difference solution as truth (computed once and cached, see
@@ -149,6 +161,15 @@ class WaveProblem(Problem):
         displacement_scale: Characteristic displacement U (m) of the network's output; ``None`` takes the largest
             displacement of the reference solution (computed first if it is not cached), so that the network's
             output is O(1).
+        time_scale: How the time scale T is chosen: ``period`` (T = 1 / (2 pi f), f the highest peak frequency of
+            the sources' wavelets, so that every loss term of a wave is O(1)) or ``crossing`` (T = L / vp_max with L
+            the larger side of the domain: the scales before version 0.2, for configs whose loss weights were tuned
+            to them).
+        padding: Width (m) added outside each absorbing edge. An absorbing edge means that the medium goes on
+            beyond it, as the reference's perfectly matched layer models; the PINN's first-order condition reflects
+            part of an oblique wave. With padding the PINN trains on the widened box, whose own edges absorb, and is
+            scored (validation, predictions, receivers) on ``domain``: what its edges reflect must cross the padding
+            twice before it reaches ``domain``. The reference is computed on the widened box too.
     """
 
     has_exact = False
@@ -156,11 +177,16 @@ class WaveProblem(Problem):
     def __init__(self, domain: Domain | None = None, medium: Medium | None = None, sources: list[Source] | None = None,
                  boundaries: Boundaries | None = None, initial: str = "rest", rest_time: float = 0.0,
                  receivers: Receivers | None = None, reference: ReferenceSettings | None = None,
-                 displacement_scale: float | None = None) -> None:
-        self.domain = domain or Domain()
+                 displacement_scale: float | None = None, time_scale: str = "period", padding: float = 0.0) -> None:
+        boundaries = boundaries or Boundaries()
+        if not (math.isfinite(padding) and padding >= 0):
+            raise ValueError(f"padding={padding} must be a width >= 0 (m).")
+        # private: the reference is the solution on the (padded) domain, so the scored box stays out of its key
+        self._physical = domain or Domain()
+        self.domain = padded(self._physical, boundaries, float(padding))
         self.medium = medium or Homogeneous(vp=2000.0, vs=1000.0, rho=2000.0)
         self.sources = list(sources or [])
-        self.boundaries = boundaries or Boundaries()
+        self.boundaries = boundaries
         self.initial = initial
         self.receivers = receivers
         self.reference = reference or ReferenceSettings()
@@ -170,6 +196,9 @@ class WaveProblem(Problem):
         if displacement_scale is not None and not (math.isfinite(displacement_scale) and displacement_scale > 0):
             raise ValueError(f"displacement_scale={displacement_scale} must be a displacement > 0 (m) or null.")
         self._displacement_scale = displacement_scale
+        if time_scale not in ("period", "crossing"):
+            raise ValueError(f"time_scale={time_scale!r} must be 'period' or 'crossing'.")
+        self._time_scale = time_scale  # private: the scales do not change the solution, nor the reference's key
         self._scales: Scales | None = None
 
     def _check(self, rest_time: float) -> None:
@@ -177,7 +206,7 @@ class WaveProblem(Problem):
         for i, source in enumerate(self.sources):
             source.check(self.domain, f"sources[{i}]")
         if self.receivers is not None:
-            self.receivers.check(self.domain)
+            self.receivers.check(self._physical)
         if "exact" in self.boundaries.kinds():
             raise ValueError("boundaries: 'exact' needs a closed-form solution; use fixed, free or absorbing.")
         if self.initial not in ("rest", "snapshot"):
@@ -190,15 +219,19 @@ class WaveProblem(Problem):
 
     @property
     def scales(self) -> Scales:
-        """L = the larger side of the domain, T = L / vp_max, R = rho_max, U = ``displacement_scale`` or the largest
-        displacement of the reference solution (see :mod:`pinn.physics.units`)."""
+        r"""Scales from the waves (see :mod:`pinn.physics.units`): T = 1 / omega with omega = 2 pi f_peak, the
+        highest peak frequency of the sources' wavelets, and L = vp_max T (a wavelength over 2 pi), so that a wave's
+        displacement, velocity, traction and PDE residual all divide to O(1): the residual of a wave of amplitude U
+        is about rho omega^2 U = R U / T^2, its traction rho vp omega U = S U / L. R = rho_max, U =
+        ``displacement_scale`` or the largest displacement of the reference. With ``time_scale: crossing`` (or no
+        source), L is the larger side of the domain and T = L / vp_max, the crossing time."""
         if self._scales is None:
             ext = self.medium.extremes(self.domain, 41)
-            length = max(self.domain.x[1] - self.domain.x[0], self.domain.y[1] - self.domain.y[0])
             u = self._displacement_scale
             if u is None:
                 u = float(abs(self.solution().displacement).max()) or 1.0
-            self._scales = Scales(length, length / ext["vp_max"], float(u), ext["rho_max"])
+            self._scales = wave_scales(ext["vp_max"], ext["rho_max"], float(u), self.peak_frequency(), self.side(),
+                                       self._time_scale)
         return self._scales
 
     @property
@@ -214,6 +247,18 @@ class WaveProblem(Problem):
 
     def max_frequency(self) -> float:
         return max((s.wavelet.max_frequency() for s in self.sources), default=0.0)
+
+    def peak_frequency(self) -> float:
+        """The highest peak frequency (Hz) of the sources' wavelets, 0 without sources: it sets the time scale."""
+        return max((s.wavelet.peak_frequency() for s in self.sources), default=0.0)
+
+    def side(self) -> float:
+        """The larger side of the domain (m)."""
+        return max(self._physical.x[1] - self._physical.x[0], self._physical.y[1] - self._physical.y[0])
+
+    @property
+    def scored_domain(self) -> Domain:
+        return self._physical
 
     def body_force(self, xyt: Tensor) -> Tensor | None:
         if not self.sources:

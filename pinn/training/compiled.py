@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
+
+from pinn.networks.taylor import taylor_applies, taylor_streams
 
 # A first compile cost 21 s for the main job on a 2-core CPU and saved 19 ms of a 43 ms step (break-even after about
 # 1100 evaluations); below this many loss evaluations it would not pay for itself. A warm cache (~3 s) pays off much
@@ -152,3 +155,34 @@ class CompiledKernel:
         self.signatures.add(key)
         self.state = "compiled"
         return out
+
+
+def decide_compile(model, max_steps: int) -> CompiledKernel | None:
+    """The compiled Taylor streams of ``model`` (an :class:`~pinn.training.module.ElasticPINN`) if its ``compile``
+    setting says to compile for a fit of ``max_steps`` steps (-1: no limit), else ``None``; the run log says why.
+
+    ``"auto"`` compiles when the Taylor engine applies, a compiler is found and the fit evaluates the loss at least
+    :data:`MIN_EVALUATIONS` times; ``True`` whenever the Taylor engine applies; ``False`` never.
+    """
+    mode = model.compile_mode
+    if mode is False:
+        return None
+    use, why = True, f"model.compile is {str(mode).lower()}"
+    lbfgs = model.lbfgs
+    n = loss_evaluations(max_steps, None if lbfgs is None else lbfgs.start_step, 1 if lbfgs is None else lbfgs.max_iter)
+    if model.engine == "autograd" or not taylor_applies(model.net):
+        use, why = False, "the Taylor engine does not apply, and only its streams are compiled"
+    elif mode == "auto" and compiler_missing(model.device):
+        use, why = False, compiler_missing(model.device)
+    elif mode == "auto" and n < MIN_EVALUATIONS:
+        use, why = False, f"a short run: up to {n:.0f} loss evaluations, fewer than {MIN_EVALUATIONS}"
+    elif mode == "auto" and n < float("inf"):
+        why += f" and the run is long: up to {n:.0f} loss evaluations"
+    if use:
+        rank_zero_info(f"Compiling the Taylor streams of the residual ({why}); model.compile: false turns it off.")
+        return CompiledKernel(taylor_streams, "the Taylor streams", model.net.parameters)
+    if mode is True:
+        rank_zero_warn(f"model.compile is true, but {why}: running uncompiled.")
+    else:
+        rank_zero_info(f"Not compiling ({why}); model.compile: true compiles anyway.")
+    return None

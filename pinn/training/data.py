@@ -187,6 +187,11 @@ class ElasticDataModule(L.LightningDataModule):
             return domain.initial_from_unit(sample(self.samplers[pool], n, 2, self.generator))
         raise KeyError(f"unknown pool {pool!r}; pools are {POOLS}")
 
+    def redraw(self) -> None:
+        """Draw every pool afresh with its sampler (the same sizes), e.g. when a stage has over-fitted its points."""
+        self.pools = {name: self.draw(name, pool.shape[0]) for name, pool in self.pools.items()}
+        self.pool_version += 1
+
     def setup(self, stage: str | None = None) -> None:
         if not self.pools:
             self.pools = {name: self.draw(name, self.n[name]) for name in POOLS}
@@ -281,7 +286,7 @@ class ElasticDataModule(L.LightningDataModule):
 
     def grid(self) -> Tensor:
         """The validation grid ``(nx*ny*nt, 3)``."""
-        return self.problem.domain.grid(*self.val_grid, dtype=torch.float64)
+        return self.problem.scored_domain.grid(*self.val_grid, dtype=torch.float64)
 
     def grid_batches(self, grid: Tensor | None = None) -> GridBatches:
         """This process's share of ``grid`` (default: the validation grid; rows ``rank::world``) in batches of at
@@ -303,7 +308,7 @@ class ElasticDataModule(L.LightningDataModule):
 
     def predict_axes(self) -> tuple[Tensor, Tensor, Tensor]:
         """Axes ``x (nx,)``, ``y (ny,)``, ``t (nt,)`` of the prediction grid."""
-        d, (nx, ny) = self.problem.domain, self.predict_resolution
+        d, (nx, ny) = self.problem.scored_domain, self.predict_resolution
         times = self.predict_times
         f64 = torch.float64
         t = torch.linspace(*d.t, times, dtype=f64) if isinstance(times, int) else torch.tensor(times, dtype=f64)

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from pinn.optim.persistent_adam import PersistentAdam
@@ -48,6 +49,34 @@ def graph_blockers(module, optimizer, world_size: int, scheduler: bool, clipping
     if module.trainable_material is not None:
         reasons.append("unknown material")
     return reasons
+
+
+def decide_graphs(module) -> GraphedStep | None:
+    """The :class:`GraphedStep` of ``module`` (an :class:`~pinn.training.module.ElasticPINN` in a fit) if its
+    ``cuda_graphs`` setting says to capture and nothing rules it out, else ``None``; the run log says why not."""
+    if module.cuda_graphs is False:
+        return None
+    trainer = module.trainer
+    optimizer = trainer.optimizers[0]
+    blockers = graph_blockers(module, optimizer, trainer.world_size, module.scheduler_factory is not None,
+                              bool(trainer.gradient_clip_val))
+    if not blockers:
+        rank_zero_info("Capturing the Adam steps in a CUDA graph; model.cuda_graphs: false turns it off.")
+        return GraphedStep(module, optimizer)
+    if module.cuda_graphs is True:
+        rank_zero_warn(f"model.cuda_graphs is true, but {'; '.join(blockers)}: running without CUDA graphs.")
+    elif module.device.type == "cuda":
+        rank_zero_info(f"Not capturing CUDA graphs ({'; '.join(blockers)}).")
+    return None
+
+
+def replayed_optimizer_step(module, optimizer, optimizer_closure) -> None:
+    """``optimizer_step`` of a step that replays its graph: the closure runs ``training_step``, which replays the
+    forward, backward and update; only if the capture failed there (the closure then ran the loss and backward
+    eagerly) does the optimizer step here."""
+    optimizer_closure()
+    if not module.graph_now:
+        optimizer.step()
 
 
 def _signature(batch: dict[str, Tensor]) -> tuple:

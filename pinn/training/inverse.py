@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pinn.physics.inversion import TrainableField, TrainableLayers, plane_points
 from pinn.physics.material import TrainableMaterial, Unknowns
-from pinn.physics.units import Scales
+from pinn.physics.units import Scales, wave_scales
 from pinn.problems.closed_form import Problem
 
 
@@ -32,15 +32,15 @@ def trainable_medium(problem: Problem, unknowns: Unknowns):
 
 
 def inverse_scales(problem: Problem, material) -> Scales:
-    """Scales of an inverse run (:mod:`pinn.physics.units`): L the larger side of the domain, T = L / vp_max and R =
-    rho_max of the starting material, not the true medium (which an inverse run must not see), U the displacement
+    """Scales of an inverse run (:func:`pinn.physics.units.wave_scales`): from the sources' peak frequency and vp_max
+    and rho_max of the starting material, not the true medium (which an inverse run must not see), U the displacement
     scale the problem is given."""
     if problem.has_exact:  # non-dimensional closed-form problems: all scales 1
         return problem.scales
     d = problem.domain
-    length = max(d.x[1] - d.x[0], d.y[1] - d.y[0])
     with torch.no_grad():
         v = material.at(plane_points(d, 21, 21).float())
     vp = ((v.lam + 2 * v.mu) / v.rho).sqrt()
     vp_max, rho_max = float(torch.as_tensor(vp).max()), float(torch.as_tensor(v.rho).max())
-    return Scales(length, length / vp_max, problem._displacement_scale, rho_max)
+    return wave_scales(vp_max, rho_max, problem._displacement_scale, problem.peak_frequency(), problem.side(),
+                       problem._time_scale)

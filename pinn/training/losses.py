@@ -35,9 +35,48 @@ class LossWeights:
                 raise ValueError(f"model.loss_weights.{name}={value} must be >= 0.")
 
 
-def config_of(cls, value):
-    """A settings dataclass from YAML (a dict), as given (an instance), or ``None``."""
-    return cls(**value) if isinstance(value, dict) else value
+def loss_terms(model, problem: Problem, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor | None]:
+    r"""The unweighted loss terms of one ``batch`` of points, each non-dimensional (divided by its scale squared,
+    :mod:`pinn.physics.units`), and the causal weights of the PDE term (``None`` without causal weighting).
+
+    .. math::
+        L_{pde} = \overline{|r|^2} / F^2, \quad L_{bc} = \text{boundary\_loss}, \quad
+        L_{ic\_disp} = \overline{|u - u_0|^2} / U^2, \quad L_{ic\_vel} = \overline{|u_t - v_0|^2} / V^2
+
+    and ``data``, the misfit to observed displacements (over U^2) or particle velocities (over V^2), when the batch
+    carries observations.
+
+    Args:
+        model: The :class:`~pinn.training.module.ElasticPINN` (its network, derivative engine, material and scales).
+        problem: The problem it solves.
+        batch: Points ``(N, 3)`` under ``interior``, ``boundary``, ``initial``; observations ``(M, 5)`` (x, y, t and
+            two components, NaN where one is not recorded) under ``observations`` or ``velocity_observations``.
+    """
+    s = model.scales
+    batch = {k: v.to(model.dtype) for k, v in batch.items()}  # float64 points, read in the model's dtype
+    interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
+    r = model.pde_residual(interior)  # (N, 2)
+    f_ic = model.fields(initial, "velocity")
+    squared = (r**2).sum(-1)  # (N,)
+    weights = None
+    if model.causal is None:
+        pde = squared.mean() / s.force_density**2
+    else:
+        pde, weights = model.causal.loss(interior[:, 2], squared / s.force_density**2, problem.domain.t)
+    terms = {
+        "pde": pde,
+        "bc": model.boundary_loss(boundary),
+        "ic_disp": mse(f_ic.displacement, problem.initial_displacement(initial)) / s.displacement**2,
+        "ic_vel": mse(f_ic.velocity, problem.initial_velocity(initial)) / s.velocity**2,
+    }
+    if "observations" in batch:  # (M, 5) columns x, y, t, u, v; NaN where a component is not recorded
+        observed = batch["observations"]
+        terms["data"] = masked_mse(model.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
+    if "velocity_observations" in batch:  # particle velocity (u_t, v_t), as geophones record it
+        observed = batch["velocity_observations"]
+        velocity = model.fields(observed[:, :3], "velocity").velocity
+        terms["data"] = masked_mse(velocity, observed[:, 3:]) / s.velocity**2
+    return terms, weights
 
 
 def problem_difference(a: Problem, b: Problem) -> str:

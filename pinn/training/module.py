@@ -8,25 +8,25 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from pinn import compat
-from pinn.io.checkpointing import check_state_dict, rng_states, set_rng_states
 from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
-from pinn.networks.taylor import taylor_applies, taylor_streams
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
 from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
-from pinn.training.compiled import MIN_EVALUATIONS, CompiledKernel, compiler_missing, loss_evaluations
-from pinn.training.graphs import CaptureFailed, GraphedStep, graph_blockers
+from pinn.training.compiled import CompiledKernel, decide_compile
+from pinn.training.graphs import CaptureFailed, GraphedStep, decide_graphs, replayed_optimizer_step
+from pinn.training.hparams import settings
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
-from pinn.training.losses import LossWeights, boundary_loss, config_of, masked_mse, mse, problem_difference
+from pinn.training.losses import LossWeights, boundary_loss, loss_terms, problem_difference
 from pinn.training.metrics import RelativeL2
 from pinn.training.stages import LBFGSStage, advance_stage
 
@@ -97,32 +97,27 @@ class ElasticPINN(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
+        # settings objects are kept as given; their hparams entries become plain data (checkpoints load weights_only)
+        hp = self.hparams
         self.problem = problem or PlaneWaves([Wave()])
-        self.unknowns = Unknowns(**unknowns) if isinstance(unknowns, dict) else unknowns
-        self.hparams["unknowns"] = None if unknowns is None else asdict(self.unknowns)  # plain data, as below
+        self.unknowns = settings(hp, "unknowns", Unknowns, unknowns)
         self.trainable_material = None
         if self.unknowns is not None and self.unknowns.trainable:
             check_inverse_setup(self.problem, self.unknowns)
             self.trainable_material = trainable_medium(self.problem, self.unknowns)
         self.scales = self.problem.scales if self.trainable_material is None else inverse_scales(
             self.problem, self.trainable_material)
-        fourier = config_of(FourierFeatures, fourier)
-        factorization = config_of(Factorization, factorization)
+        fourier = settings(hp, "fourier", FourierFeatures, fourier)
+        factorization = settings(hp, "factorization", Factorization, factorization)
         self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
                        input_scale=input_scale, output_scale=self.scales.displacement, fourier=fourier,
                        factorization=factorization)
-        # plain data in hparams, so checkpoints load with weights_only
-        self.hparams["fourier"] = None if fourier is None else asdict(fourier)
-        self.hparams["factorization"] = None if factorization is None else asdict(factorization)
-        self.lbfgs = config_of(LBFGSStage, lbfgs)
-        self.hparams["lbfgs"] = None if lbfgs is None else asdict(self.lbfgs)
+        self.lbfgs = settings(hp, "lbfgs", LBFGSStage, lbfgs)
         self.stage = "adam"  # the optimizer stage the run is in ("adam": the configured optimizer, or "lbfgs")
         self.points_version = 0  # the data module's pool version when the L-BFGS history began
-        balancing = config_of(GradNormBalancing, balancing)
-        self.hparams["balancing"] = None if balancing is None else asdict(balancing)
+        balancing = settings(hp, "balancing", GradNormBalancing, balancing)
         self.balancer = None if balancing is None else Balancer(list(asdict(LossWeights())), balancing)
-        self.weights = LossWeights(**loss_weights) if isinstance(loss_weights, dict) else loss_weights or LossWeights()
-        self.hparams["loss_weights"] = asdict(self.weights)  # plain data, so checkpoints load with weights_only
+        self.weights = settings(hp, "loss_weights", LossWeights, loss_weights or LossWeights())
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.engine = engine
@@ -136,11 +131,10 @@ class ElasticPINN(L.LightningModule):
         self.cuda_graphs = cuda_graphs
         self._graphs: GraphedStep | None = None
         self._graphs_decided = False
-        self._graph_now = False  # whether the current training step replays the graph
+        self.graph_now = False  # whether the current training step replays the graph
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
-        self.causal = Causal(**causal) if isinstance(causal, dict) else causal
-        self.hparams["causal"] = None if causal is None else asdict(self.causal)  # plain data, as below
+        self.causal = settings(hp, "causal", Causal, causal)
         self.causal_weights: Tensor | None = None  # of the last step, for logging
 
     @classmethod
@@ -149,7 +143,7 @@ class ElasticPINN(L.LightningModule):
         problem from the run's config stored in the checkpoint (not a default problem)."""
         if "problem" in kwargs:
             return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
-        from pinn.io.loading import load
+        from pinn.training.restore import load  # it imports this module
 
         return load(checkpoint_path, map_location or "cpu")
 
@@ -184,7 +178,7 @@ class ElasticPINN(L.LightningModule):
         return self.net(xyt.to(self.dtype))
 
     def fields(self, xyt: Tensor, order: str):
-        """:class:`~pinn.networks.derivatives.Fields` of the network at ``xyt`` (read in the model's dtype)."""
+        """:class:`~pinn.physics.fields.Fields` of the network at ``xyt`` (read in the model's dtype)."""
         if self.compile_mode is True and not self._compile_decided:
             self.decide_compile(-1)
         # the residual in training only: evaluation shapes vary, and each would compile anew
@@ -192,29 +186,11 @@ class ElasticPINN(L.LightningModule):
         return compute_fields(self.net, xyt.to(self.dtype), order, self.engine, streams)
 
     def decide_compile(self, max_steps: int) -> bool:
-        """Start compiling, or not, as ``compile`` says for a fit of ``max_steps`` steps (-1: no limit); says why."""
+        """Start compiling, or not, as ``compile`` says for a fit of ``max_steps`` steps (-1: no limit); says why
+        (:func:`~pinn.training.compiled.decide_compile`)."""
         self._compile_decided = True
-        if self.compile_mode is False:
-            return False
-        use, why = True, f"model.compile is {str(self.compile_mode).lower()}"
-        start = None if self.lbfgs is None else self.lbfgs.start_step
-        n = loss_evaluations(max_steps, start, 1 if self.lbfgs is None else self.lbfgs.max_iter)
-        if self.engine == "autograd" or not taylor_applies(self.net):
-            use, why = False, "the Taylor engine does not apply, and only its streams are compiled"
-        elif self.compile_mode == "auto" and compiler_missing(self.device):
-            use, why = False, compiler_missing(self.device)
-        elif self.compile_mode == "auto" and n < MIN_EVALUATIONS:
-            use, why = False, f"a short run: up to {n:.0f} loss evaluations, fewer than {MIN_EVALUATIONS}"
-        elif self.compile_mode == "auto" and n < float("inf"):
-            why += f" and the run is long: up to {n:.0f} loss evaluations"
-        if use:
-            self._kernel = CompiledKernel(taylor_streams, "the Taylor streams", self.net.parameters)
-            rank_zero_info(f"Compiling the Taylor streams of the residual ({why}); model.compile: false turns it off.")
-        elif self.compile_mode is True:
-            rank_zero_warn(f"model.compile is true, but {why}: running uncompiled.")
-        else:
-            rank_zero_info(f"Not compiling ({why}); model.compile: true compiles anyway.")
-        return use
+        self._kernel = decide_compile(self, max_steps)
+        return self._kernel is not None
 
     def on_fit_start(self) -> None:
         if not self._compile_decided:
@@ -238,30 +214,8 @@ class ElasticPINN(L.LightningModule):
         return boundary_loss(self, xyt)
 
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Unweighted loss terms of one batch of points, each non-dimensional (divided by its scale)."""
-        p, s = self.problem, self.scales
-        batch = {k: v.to(self.dtype) for k, v in batch.items()}  # float64 points, read in the model's dtype
-        interior, boundary, initial = batch["interior"], batch["boundary"], batch["initial"]
-        r = self.pde_residual(interior)  # (N, 2)
-        f_ic = self.fields(initial, "velocity")
-        squared = (r**2).sum(-1)  # (N,)
-        if self.causal is None:
-            pde = squared.mean() / s.force_density**2
-        else:
-            pde, self.causal_weights = self.causal.loss(interior[:, 2], squared / s.force_density**2, p.domain.t)
-        terms = {
-            "pde": pde,
-            "bc": self.boundary_loss(boundary),
-            "ic_disp": mse(f_ic.displacement, p.initial_displacement(initial)) / s.displacement**2,
-            "ic_vel": mse(f_ic.velocity, p.initial_velocity(initial)) / s.velocity**2,
-        }
-        if "observations" in batch:  # (M, 5) columns x, y, t, u, v; NaN where a component is not recorded
-            observed = batch["observations"]
-            terms["data"] = masked_mse(self.net(observed[:, :3]), observed[:, 3:]) / s.displacement**2
-        if "velocity_observations" in batch:  # particle velocity (u_t, v_t), as geophones record it
-            observed = batch["velocity_observations"]
-            velocity = self.fields(observed[:, :3], "velocity").velocity
-            terms["data"] = masked_mse(velocity, observed[:, 3:]) / s.velocity**2
+        """Unweighted loss terms of one batch of points (:func:`~pinn.training.losses.loss_terms`)."""
+        terms, self.causal_weights = loss_terms(self, self.problem, batch)
         return terms
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -271,37 +225,21 @@ class ElasticPINN(L.LightningModule):
         if self.lbfgs is not None:
             advance_stage(self)
         if not self._graphs_decided:
-            self._decide_graphs()
-        self._graph_now = self._graphs is not None and self.stage == "adam" and self._graphs.ready(batch)
-
-    def _decide_graphs(self) -> None:
-        self._graphs_decided = True
-        if self.cuda_graphs is False:
-            return
-        optimizer = self.trainer.optimizers[0]
-        blockers = graph_blockers(self, optimizer, self.trainer.world_size, self.scheduler_factory is not None,
-                                  bool(self.trainer.gradient_clip_val))
-        if not blockers:
-            self._graphs = GraphedStep(self, optimizer)
-            rank_zero_info("Capturing the Adam steps in a CUDA graph; model.cuda_graphs: false turns it off.")
-        elif self.cuda_graphs is True:
-            rank_zero_warn(f"model.cuda_graphs is true, but {'; '.join(blockers)}: running without CUDA graphs.")
-        elif self.device.type == "cuda":
-            rank_zero_info(f"Not capturing CUDA graphs ({'; '.join(blockers)}).")
+            self._graphs_decided = True
+            self._graphs = decide_graphs(self)
+        self.graph_now = self._graphs is not None and self.stage == "adam" and self._graphs.ready(batch)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        if not self._graph_now:
+        if not self.graph_now:
             return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        optimizer_closure()  # training_step replays the graph: forward, backward and the update
-        if not self._graph_now:  # the capture failed; the closure ran the step's loss and backward eagerly
-            optimizer.step()
+        replayed_optimizer_step(self, optimizer, optimizer_closure)
 
     def optimizer_zero_grad(self, epoch, batch_idx, optimizer) -> None:
-        if not self._graph_now:  # the graph's gradients are fixed buffers: they must stay
+        if not self.graph_now:  # the graph's gradients are fixed buffers: they must stay
             super().optimizer_zero_grad(epoch, batch_idx, optimizer)
 
     def backward(self, loss: Tensor, *args, **kwargs) -> None:
-        if not self._graph_now:  # the graph ran its own backward pass
+        if not self.graph_now:  # the graph ran its own backward pass
             super().backward(loss, *args, **kwargs)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -318,12 +256,12 @@ class ElasticPINN(L.LightningModule):
         if self.balancer is not None and self.stage == "adam" and self.balancer.due(self.global_step):
             factors = self.balancer.update(self.loss_terms(batch), list(self.net.parameters()))
             self.log_dict({f"balance/{k}": v for k, v in factors.items()}, on_step=True, on_epoch=False)
-        if self._graph_now:
+        if self.graph_now:
             try:
                 loss, terms = self._graphs.step(batch)
             except CaptureFailed:  # run it eagerly: Lightning's closure zeroes the gradients before backward
-                self._graph_now = False
-        if not self._graph_now:
+                self.graph_now = False
+        if not self.graph_now:
             loss, terms = self.training_loss(batch)
         if self.stage == "lbfgs" and self.trainer.world_size > 1:
             # the line search compares loss values: every process must see the same (mean) value, while the

@@ -27,6 +27,12 @@ How the stage fits the rest of a run:
   whose line search stalls once loss differences reach float32 rounding, goes on converging.
 - **Several processes.** The losses the line search compares are averaged over processes (the gradients already
   are), so every process takes the same step and the copies of the network stay equal.
+- **Stalls.** Once the line search stops finding descent (float32 rounding, or a network that has fitted its fixed
+  points and no more), further steps cost time and change nothing. With ``patience`` the stage watches its training
+  loss: after ``patience`` steps without a relative improvement of ``min_improvement`` on the best loss so far it
+  draws fresh points for every pool (a fixed point set is over-fitted: the same network scores worse on fresh
+  points), which clears the history; after ``refreshes`` such redraws it ends the fit instead of spinning. The
+  watch (best loss, steps since, redraws) is run state, saved in the checkpoint.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ class LBFGSStage:
         tolerance_change: A step stops when the loss or the parameters change by less than this.
         float64: Run the stage in float64 (see the module docstring); a run already in float64
             (``trainer.precision: 64-true``) needs no switch.
+        patience: Steps without a relative improvement of ``min_improvement`` of the training loss after which the
+            stage counts as stalled (see *Stalls* in the module docstring); ``None`` never stops.
+        min_improvement: The relative decrease of the best training loss that counts as progress.
+        refreshes: Fresh point draws on a stall before the next stall ends the fit.
     """
 
     start_step: int = 0
@@ -65,8 +75,17 @@ class LBFGSStage:
     tolerance_grad: float = 1e-9
     tolerance_change: float = 1e-12
     float64: bool = False
+    patience: int | None = None
+    min_improvement: float = 1e-3
+    refreshes: int = 3
 
     def __post_init__(self) -> None:
+        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
+            raise ValueError(f"model.lbfgs.patience={self.patience} must be an integer >= 1 or null.")
+        if not (isinstance(self.refreshes, int) and self.refreshes >= 0):
+            raise ValueError(f"model.lbfgs.refreshes={self.refreshes} must be an integer >= 0.")
+        if not (math.isfinite(self.min_improvement) and 0 <= self.min_improvement < 1):
+            raise ValueError(f"model.lbfgs.min_improvement={self.min_improvement} must be in [0, 1).")
         for name in ("start_step", "max_iter", "history_size"):
             value = getattr(self, name)
             low = 0 if name == "start_step" else 1
@@ -121,3 +140,34 @@ def advance_stage(module) -> None:
     elif module.stage == "lbfgs" and version != module.points_version:
         clear_history(trainer.optimizers[0])
         module.points_version = version
+
+
+@dataclass
+class StallWatch:
+    """The L-BFGS stage's watch for stalls (see *Stalls* in the module docstring); run state."""
+
+    best: float = math.inf
+    since: int = 0
+    redraws: int = 0
+
+    def update(self, loss: float, settings: LBFGSStage) -> str | None:
+        """Record one step's training loss; ``"redraw"`` or ``"stop"`` when the stage has stalled, else ``None``."""
+        if settings.patience is None or not math.isfinite(loss):
+            return None
+        if loss < self.best * (1 - settings.min_improvement):
+            self.best, self.since = loss, 0
+            return None
+        self.since += 1
+        if self.since < settings.patience:
+            return None
+        if self.redraws >= settings.refreshes:
+            return "stop"
+        self.redraws += 1
+        self.best, self.since = math.inf, 0  # fresh points: a new loss, so progress is measured afresh
+        return "redraw"
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "since": self.since, "redraws": self.redraws}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.since, self.redraws = float(state["best"]), int(state["since"]), int(state["redraws"])

@@ -1,0 +1,113 @@
+"""Time windows and the exact initial state: the spline against polynomials and a sine, the product rule of the
+exact initial state against nested autograd, the state holding at each window's start, and the time map."""
+
+import math
+
+import pytest
+import torch
+
+from pinn.networks.derivatives import autograd_fields, compute_fields
+from pinn.networks.mlp import MLP
+from pinn.physics.splines import GridSpline
+from pinn.training.windows import Marching, TimeWindows, exact_initial_fields
+
+F64 = torch.float64
+NAMES = ("u", "v", "u_x", "u_y", "u_t", "v_x", "v_y", "v_t", "u_xx", "u_yy", "u_xy", "u_tt", "v_xx", "v_yy", "v_xy",
+         "v_tt")
+
+
+def _points(n: int, lo=(-1.0, 0.0), hi=(2.0, 1.0), seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = torch.tensor(lo, dtype=F64), torch.tensor(hi, dtype=F64)
+    return lo + torch.rand(n, 2, generator=g, dtype=F64) * (hi - lo)
+
+
+def test_spline_reproduces_cubics_and_their_derivatives():
+    x, y = torch.linspace(-1, 2, 13, dtype=F64), torch.linspace(0, 1, 9, dtype=F64)
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    cubic = lambda a, b: a**3 - 2 * a * b**2 + b**3 + 1  # noqa: E731
+    s = GridSpline.fit(x, y, cubic(xx, yy)[..., None])
+    p = _points(200)
+    a, b = p[:, 0], p[:, 1]
+    out = {k: v[:, 0] for k, v in s(p).items()}
+    expected = {"f": cubic(a, b), "f_x": 3 * a**2 - 2 * b**2, "f_y": -4 * a * b + 3 * b**2, "f_xx": 6 * a,
+                "f_yy": -4 * a + 6 * b, "f_xy": -4 * b}
+    for name, value in expected.items():
+        torch.testing.assert_close(out[name], value, rtol=0, atol=1e-11, msg=name)
+
+
+def test_spline_second_derivatives_converge_like_h_squared():
+    p = _points(400, (0.0, 0.0), (1.0, 1.0))
+    errors = []
+    for n in (21, 41, 81):
+        x = torch.linspace(0, 1, n, dtype=F64)
+        yy, xx = torch.meshgrid(x, x, indexing="ij")
+        wave = lambda a, b: torch.sin(2 * math.pi * (a + 0.5 * b))  # noqa: E731
+        f_xx = GridSpline.fit(x, x, wave(xx, yy)[..., None])(p)["f_xx"][:, 0]
+        errors.append(float((f_xx + 4 * math.pi**2 * wave(p[:, 0], p[:, 1])).abs().max()) / (4 * math.pi**2))
+    # halving h divides the error by about 4 or more (order 2, better away from the ends)
+    assert errors[1] < errors[0] / 3.5 and errors[2] < errors[1] / 3.5, errors
+    assert errors[2] < 5e-3  # 80 nodes per wavelength; the largest error is at the ends
+
+
+def _state(x, y) -> GridSpline:
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    values = torch.stack([torch.sin(xx + 2 * yy), xx * yy, torch.cos(3 * xx) * yy, yy**2 - xx], -1)  # (ny, nx, 4)
+    return GridSpline.fit(x, y, values)
+
+
+@pytest.mark.parametrize("order", ["value", "velocity", "gradient", "pde"])
+def test_exact_initial_fields_equal_nested_autograd(order):
+    torch.manual_seed(0)
+    net = MLP((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), width=16, depth=2).double()
+    x, y = torch.linspace(0, 1, 11, dtype=F64), torch.linspace(0, 1, 9, dtype=F64)
+    spline, t_k, delta = _state(x, y), 0.25, 0.5
+
+    def composite(xyt):  # u = u_k + tau v_k + (tau / delta)^2 N, differentiated by autograd as a whole
+        s = spline(xyt[:, :2])["f"]
+        tau = xyt[:, 2:] - t_k
+        return s[:, :2] + tau * s[:, 2:] + (tau / delta) ** 2 * net(xyt)
+
+    xyt = torch.cat([_points(64, (0, 0), (1, 1)), 0.25 + 0.5 * torch.rand(64, 1, dtype=F64)], 1)
+    expected = autograd_fields(composite, xyt, order)
+    got = exact_initial_fields(spline(xyt[:, :2]), compute_fields(net, xyt, order), xyt[:, 2] - t_k, delta, order)
+    for name in NAMES:
+        e, g = getattr(expected, name), getattr(got, name)
+        assert (e is None) == (g is None), name
+        if e is not None:
+            torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_the_state_holds_exactly_at_each_window_start():
+    torch.manual_seed(0)
+    net = MLP((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), width=16, depth=2)
+    marching = Marching(net, (0.0, 1.0), TimeWindows(count=2, steps=1, exact_initial=True))
+    x, y = torch.linspace(0, 1, 7, dtype=F64), torch.linspace(0, 1, 6, dtype=F64)
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    snapshot = torch.stack([xx, yy**2, torch.sin(xx), xx * yy], -1)
+    marching.set_state(0, x, y, snapshot)
+    nodes = torch.stack([xx.reshape(-1), yy.reshape(-1), torch.zeros(xx.numel(), dtype=F64)], 1).float()
+    f = marching.fields(net, 0, nodes, "velocity", compute_fields)
+    torch.testing.assert_close(torch.cat([f.displacement, f.velocity], -1), snapshot.reshape(-1, 4).float(),
+                               rtol=0, atol=1e-6)
+    end = marching.sample_end(net, compute_fields)  # window 0's solution at t = 0.5, which window 1 starts from
+    marching.advance(net, compute_fields)
+    assert marching.current == 1
+    f = marching.fields(net, 1, torch.cat([nodes[:, :2], torch.full_like(nodes[:, :1], 0.5)], 1), "velocity",
+                        compute_fields)
+    torch.testing.assert_close(torch.cat([f.displacement, f.velocity], -1), end.reshape(-1, 4), rtol=0, atol=1e-5)
+
+
+def test_training_times_map_into_the_current_window():
+    net = MLP((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), width=8, depth=1)
+    marching = Marching(net, (0.2, 1.0), TimeWindows(count=4, steps=1))
+    xyt = torch.tensor([[0.1, 0.2, 0.2], [0.3, 0.4, 1.0], [0.5, 0.6, 0.6]], dtype=F64)
+    marching.index += 2  # the third window, [0.6, 0.8]
+    torch.testing.assert_close(marching.to_current(xyt)[:, 2], torch.tensor([0.6, 0.8, 0.7], dtype=F64))
+    torch.testing.assert_close(marching.to_current(xyt)[:, :2], xyt[:, :2])
+    assert marching.window_of(torch.tensor([0.25, 0.65, 0.95])).tolist() == [0, 2, 2]  # clamped to the current
+
+
+def test_window_settings_are_checked():
+    with pytest.raises(ValueError, match="model.windows.count=0"):
+        TimeWindows(count=0)
