@@ -13,18 +13,21 @@ Leapfrog in time (second order): the velocity and the body force live at half st
 stress and the displacement at whole steps t_s + n dt; spatial stencils of order ``space_order``. The grid nodes
 lie on the domain's edges, and each edge has a strip of cells outside it:
 
-- ``absorbing``: ``absorbing_cells`` cells of convolutional PML (C-PML, Komatitsch & Martin 2007, "An unsplit
-  convolutional perfectly matched layer improved at grazing incidence for the seismic wave equation"): each
-  derivative across the layer gets a memory variable (:func:`pinn.problems.devito_edges.pml`), so the output shows
-  an unbounded medium (a plain sponge, Cerjan et al. 1985, sent back a few per cent at oblique incidence; the C-PML
-  under 0.3 % of the peak).
+- ``absorbing`` (``reference.absorbing: pml``, the default): ``absorbing_cells`` cells of convolutional PML
+  (C-PML, Komatitsch & Martin 2007, "An unsplit convolutional perfectly matched layer improved at grazing incidence
+  for the seismic wave equation"): each derivative across the layer gets a memory variable
+  (:func:`pinn.problems.devito_edges.pml`), so the output shows an unbounded medium (a plain sponge, Cerjan et
+  al. 1985, sent back a few per cent at oblique incidence; the C-PML under 0.3 % of the peak). With
+  ``reference.absorbing: first_order`` instead: the PINN's own first-order dashpot on the edge (Lysmer & Kuhlemeyer
+  1969), by stress imaging like a free surface, and no layer;
 - ``free``: stress imaging (Levander 1988) with reduced-order normal derivatives next to the edge (Graves 1996);
 - ``fixed``: v = 0 on the edge, both velocity components antisymmetric about it;
 - ``exact``: v and sigma set from the closed form on the edge and space_order/2 + 1 rows outside it, every step;
 
-see :mod:`pinn.problems.devito_edges`. Outputs: u and the average of the velocities either side of each output
-time, interpolated from the staggered points onto the nodes by cubic Lagrange polynomials (one-sided next to free
-edges, where nothing outside is kept).
+see :mod:`pinn.problems.devito_edges`; each edge object (:mod:`pinn.problems.boundaries`) builds its own.
+Outputs: u and the average of the velocities either side of each output time, interpolated from the staggered
+points onto the nodes by cubic Lagrange polynomials (one-sided next to free edges and first-order absorbing ones,
+where nothing outside is kept).
 
 The body force sum_s p_s(x) w_s(t) is a distributed force in the velocity update (zero outside the domain and
 before ``rest_time``), so the finite-difference problem is the PINN's problem. Initial states: ``rest`` and
@@ -40,7 +43,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from pinn.problems.devito_edges import AXIS, EdgeEquations, keep_mask, mirror_rows, pml
+from pinn.problems.devito_edges import AXIS, EdgeEquations, keep_mask, pml
 from pinn.problems.reference_settings import ReferenceSettings
 
 _MAX_POINTS = 50_000_000  # grid nodes times saved snapshots beyond which the reference would not fit in memory
@@ -82,9 +85,7 @@ class _Layout:
             h = self.vs_min / f_max / settings.points_per_wavelength
         self.n = [max(2, math.ceil((hi - lo) / h - 1e-9)) for lo, hi in (d.x, d.y)]  # cells per side
         self.h = [(hi - lo) / n for (lo, hi), n in zip((d.x, d.y), self.n)]
-        kinds = {e: getattr(problem.boundaries, e) for e in AXIS}
-        self.pads = {e: settings.absorbing_cells if k == "absorbing" else mirror_rows(settings.space_order) + 1
-                     for e, k in kinds.items()}
+        self.pads = {e: getattr(problem.boundaries, e).pad(settings) for e in AXIS}
         self.low = [self.pads["left"], self.pads["bottom"]]  # index of the edge node x0, y0
         self.shape = (self.n[0] + 1 + self.pads["left"] + self.pads["right"],
                       self.n[1] + 1 + self.pads["bottom"] + self.pads["top"])
@@ -187,11 +188,11 @@ def _simulate(problem, settings: ReferenceSettings) -> dict:
     import devito
     from devito import ConditionalDimension, Eq, Function, Grid, Operator, TimeFunction
 
-    kinds = {e: getattr(problem.boundaries, e) for e in AXIS}
+    edge_of = {e: getattr(problem.boundaries, e) for e in AXIS}  # exact edges check for a closed form themselves
     if problem.initial not in ("rest", "snapshot", "exact"):
         raise ValueError(f"initial={problem.initial!r} must be 'rest', 'snapshot' or 'exact'.")
-    if ("exact" in kinds.values() or problem.initial == "exact") and not problem.has_exact:
-        raise ValueError("boundaries or initial 'exact' need a closed-form solution; this problem has none.")
+    if problem.initial == "exact" and not problem.has_exact:
+        raise ValueError("initial 'exact' needs a closed-form solution; this problem has none.")
     lay = _Layout(problem, settings)
     stag = {"vx": (1, 0), "vy": (0, 1), "n": (0, 0), "xy": (1, 1)}  # where each kind of field lives
     pts = {k: lay.points(s) for k, s in stag.items()}  # (NX, NY, 2) each
@@ -214,10 +215,15 @@ def _simulate(problem, settings: ReferenceSettings) -> dict:
         f.data[:] = values
         return f
 
-    keep = {k: field(f"keep_{k}", s, keep_mask(problem, lay, s)) for k, s in stag.items()}
+    keep = {k: field(f"keep_{k}", s, keep_mask(problem, lay, settings, s)) for k, s in stag.items()}
     b = [field("b_x", stag["vx"], 1 / med["vx"][2]), field("b_y", stag["vy"], 1 / med["vy"][2])]
     lam, mu = field("lam", stag["n"], med["n"][0]), field("mu", stag["n"], med["n"][1])
     mu_xy = field("mu_xy", stag["xy"], med["xy"][1])
+    # speeds and impedances rho c at the velocities' points, for dashpot edges
+    zp = [field(f"zp_{k}", stag[k], np.sqrt((med[k][0] + 2 * med[k][1]) * med[k][2])) for k in ("vx", "vy")]
+    zs = [field(f"zs_{k}", stag[k], np.sqrt(med[k][1] * med[k][2])) for k in ("vx", "vy")]
+    cp = [field(f"cp_{k}", stag[k], np.sqrt((med[k][0] + 2 * med[k][1]) / med[k][2])) for k in ("vx", "vy")]
+    cs = [field(f"cs_{k}", stag[k], np.sqrt(med[k][1] / med[k][2])) for k in ("vx", "vy")]
 
     # Body force sum_s p_s(x) w_s(t) at the velocity points inside the domain, at the midpoint t_s + n dt of the
     # velocity's step, zero before rest_time.
@@ -259,16 +265,13 @@ def _simulate(problem, settings: ReferenceSettings) -> dict:
     eq_tau = [Eq(tau[0, 0].forward, keep["n"] * (tau[0, 0] + dts * ((lam + 2 * mu) * dvx + lam * dvy))),
               Eq(tau[1, 1].forward, keep["n"] * (tau[1, 1] + dts * (lam * dvx + (lam + 2 * mu) * dvy))),
               Eq(tau[0, 1].forward, keep["xy"] * (tau[0, 1] + dts * mu_xy * (deriv("xy", 0) + deriv("xy", 1))))]
-    edges = EdgeEquations(grid, v, tau, {"lam": lam, "mu": mu, "mu_xy": mu_xy, "psi": psi}, lay.low, lay.pads, so)
+    closed_form = (lambda s, axis, rows: _strip(problem, lay, tm, s, axis, rows), steps) if problem.has_exact else None
+    coef = {"lam": lam, "mu": mu, "mu_xy": mu_xy, "psi": psi, "zp": zp, "zs": zs, "cp": cp, "cs": cs}
+    edges = EdgeEquations(grid, v, tau, coef, lay.low, lay.pads, so, closed_form)
     bc_v, bc_tau = [], []
-    for edge, kind in kinds.items():
-        if kind in ("fixed", "free"):
-            (bc_v if kind == "fixed" else bc_tau).extend(getattr(edges, kind)(edge))
-        elif kind == "exact":
-            more = edges.exact(edge, lambda s, axis, rows: _strip(problem, lay, tm, s, axis, rows), steps, so // 2 + 1)
-            bc_v, bc_tau = bc_v + more[0], bc_tau + more[1]
-        elif kind != "absorbing":
-            raise ValueError(f"boundaries.{edge}={kind!r} must be fixed, free, absorbing or exact.")
+    for name, edge in edge_of.items():
+        more = edge.equations(edges, name, settings)
+        bc_v, bc_tau = bc_v + more[0], bc_tau + more[1]
 
     # Snapshots every `every` steps: u^n and (v^{n-1/2} + v^{n+1/2}) / 2 at the staggered points.
     nsave = steps // tm["every"] + 1
@@ -295,12 +298,13 @@ def _simulate(problem, settings: ReferenceSettings) -> dict:
     op.apply(time_m=0, time_M=steps, dt=dt)
 
     keep = slice(nsave - settings.output_times, nsave)
-    free = [kinds["left"] == "free", kinds["right"] == "free"], [kinds["bottom"] == "free", kinds["top"] == "free"]
+    free = [[edge_of[e].outside_at_rest(settings) for e in pair] for pair in (("left", "right"), ("bottom", "top"))]
     disp = np.stack([_to_nodes(saved[f"u{c}"].data[keep], lay, axis, free[axis]) for axis, c in enumerate("xy")], -1)
     vel = np.stack([_to_nodes(saved[f"v{c}"].data[keep], lay, axis, free[axis]) for axis, c in enumerate("xy")], -1)
     meta = {"spacing": list(lay.h), "dt": dt, "steps": steps, "record_every": tm["every"], "t_start": tm["t_start"],
             "space_order": so, "courant": dt * lay.vp_max / min(lay.h), "grid_shape": list(lay.shape),
-            "pads": lay.pads, "vp_max": lay.vp_max, "vs_min": lay.vs_min, "boundaries": kinds,
+            "pads": lay.pads, "vp_max": lay.vp_max, "vs_min": lay.vs_min,
+            "boundaries": {e: edge.kind for e, edge in edge_of.items()}, "absorbing": settings.absorbing,
             "initial": problem.initial, "devito": devito.__version__, "dtype": "float32"}
     axes = [lo + h * np.arange(n + 1) for (lo, _), h, n in zip((dom.x, dom.y), lay.h, lay.n)]
     return {"x": axes[0], "y": axes[1], "t": np.linspace(*dom.t, settings.output_times), "displacement": disp,

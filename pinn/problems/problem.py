@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import is_dataclass
 
 import numpy as np
 import torch
@@ -25,48 +25,16 @@ from pinn.physics.fields import Fields
 from pinn.physics.media import Homogeneous, Medium, MediumValues
 from pinn.physics.sources import Source
 from pinn.physics.units import Scales, wave_scales
+from pinn.problems.boundaries import Boundaries, Edge
 from pinn.problems.domain import EDGES, Domain
 from pinn.problems.receivers import Receivers
-from pinn.problems.reference_settings import ReferenceSettings
-
-KINDS = ("fixed", "free", "absorbing", "exact")
-
-
-@dataclass(frozen=True)
-class Boundaries:
-    """The condition on each edge (x to the right, y up; ``top`` is y = y1):
-
-    - ``fixed``: zero displacement (a clamped edge);
-    - ``free``: zero traction sigma . n = 0 (a free surface);
-    - ``absorbing``: first-order absorbing (Lysmer-Kuhlemeyer / Clayton-Engquist),
-      sigma . n = -rho (c_p (u_t . n) n + c_s (u_t - (u_t . n) n));
-    - ``exact``: the displacement of a closed-form solution (closed-form problems only).
-
-    Args:
-        bottom: Condition on y = y0.
-        right: Condition on x = x1.
-        top: Condition on y = y1.
-        left: Condition on x = x0.
-    """
-
-    bottom: str = "fixed"
-    right: str = "fixed"
-    top: str = "fixed"
-    left: str = "fixed"
-
-    def __post_init__(self) -> None:
-        for edge in EDGES:
-            if getattr(self, edge) not in KINDS:
-                raise ValueError(f"boundaries.{edge}={getattr(self, edge)!r} is not a boundary kind; "
-                                 f"use one of {KINDS}.")
-
-    def kinds(self) -> tuple[str, ...]:
-        """The kinds in the order of :data:`~pinn.problems.domain.EDGES`."""
-        return tuple(getattr(self, edge) for edge in EDGES)
+from pinn.problems.reference_settings import ReferenceSettings, key_fields
 
 
 def _fingerprint(obj) -> object:
     """A JSON-able description of ``obj``'s content (arrays by their SHA-256), for cache keys."""
+    if isinstance(obj, Edge):  # its short name, as when edges were strings, so cached references keep their key
+        return _fingerprint(obj.content())
     if isinstance(obj, (Tensor, np.ndarray)):
         a = np.ascontiguousarray(obj.detach().cpu().numpy() if isinstance(obj, Tensor) else obj)
         return {"sha256": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
@@ -75,7 +43,7 @@ def _fingerprint(obj) -> object:
     if isinstance(obj, dict):
         return {str(k): _fingerprint(v) for k, v in sorted(obj.items())}
     if is_dataclass(obj):
-        return {type(obj).__name__: {f.name: _fingerprint(getattr(obj, f.name)) for f in fields(obj)}}
+        return {type(obj).__name__: {k: _fingerprint(v) for k, v in key_fields(obj).items()}}
     if hasattr(obj, "__dict__"):
         return {type(obj).__name__: {k: _fingerprint(v) for k, v in sorted(vars(obj).items()) if not k.startswith("_")}}
     return repr(obj) if isinstance(obj, float) else obj

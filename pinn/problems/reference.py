@@ -21,7 +21,6 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from pinn.files import atomic_write
-from pinn.problems.reference_settings import ReferenceSettings
+from pinn.problems.reference_settings import ReferenceSettings, key_fields
 
 SOLVER_VERSION = 2  # bump when the scheme changes, so that cached references are recomputed
 _RECOMPUTE = "delete it and recompute it with `pinn reference -c CONFIG`"
@@ -132,8 +131,9 @@ class Reference:
 def cache_key(problem, settings: ReferenceSettings | None = None) -> str:
     """Hex key of the problem's content, the settings that change the solution and the solver version."""
     s = settings or problem.reference
-    fields = {k: v for k, v in asdict(s).items() if k != "cache_dir"}
-    text = json.dumps({"problem": problem.content_key(), "settings": fields, "solver": SOLVER_VERSION}, sort_keys=True)
+    settings = {k: v for k, v in key_fields(s).items() if k != "cache_dir"}
+    text = json.dumps({"problem": problem.content_key(), "settings": settings, "solver": SOLVER_VERSION},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -7,7 +7,8 @@ both import them and neither imports the other for them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 import numpy as np
 
@@ -42,6 +43,11 @@ class ReferenceSettings:
             stay below the stability limit of the scheme, 1 / (sqrt(2) sum|c_j|): 0.707 for order 2, 0.550 for 8,
             0.516 for 16.
         absorbing_cells: Width (cells) of the perfectly matched layer (C-PML) added outside each absorbing edge.
+        absorbing: What an ``absorbing`` edge is in the reference: ``pml``, a C-PML layer (an unbounded medium, the
+            physical truth), or ``first_order``, the PINN's own first-order dashpot sigma . n = -rho (c_p v_n n +
+            c_s v_t t) on the edge (Lysmer & Kuhlemeyer 1969), which reflects part of an oblique wave as the PINN's
+            condition does: the PINN's error against it is its training error alone, and the difference of the two
+            references is the error of the boundary model.
         output_times: Number of snapshots, evenly spaced over the domain's time interval, ends included.
         cache_dir: Folder of the cached references, relative to the working directory.
     """
@@ -51,6 +57,8 @@ class ReferenceSettings:
     space_order: int = 8
     courant: float = 0.5
     absorbing_cells: int = 40
+    # added after references were cached: part of a cache key only when not the default (see `key_fields`)
+    absorbing: Literal["pml", "first_order"] = field(default="pml", metadata={"key_unless_default": True})
     output_times: int = 101
     cache_dir: str = "references"
 
@@ -67,7 +75,16 @@ class ReferenceSettings:
                              f"limit of the scheme with space_order={self.space_order}.")
         if not (isinstance(self.absorbing_cells, int) and self.absorbing_cells >= 4):
             raise ValueError(f"reference.absorbing_cells={self.absorbing_cells} must be an integer >= 4 (cells).")
+        if self.absorbing not in ("pml", "first_order"):
+            raise ValueError(f"reference.absorbing={self.absorbing!r} must be 'pml' or 'first_order'.")
         if not (isinstance(self.output_times, int) and self.output_times >= 2):
             raise ValueError(f"reference.output_times={self.output_times} must be an integer >= 2 (ends included).")
         if not self.cache_dir:
             raise ValueError("reference.cache_dir is empty: give a folder for the cached references.")
+
+
+def key_fields(obj) -> dict:
+    """A dataclass's fields as a dict for a cache key, less those marked ``key_unless_default`` that hold their
+    default: a field added later leaves the keys of references cached before it as they were."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)
+            if not (f.metadata.get("key_unless_default") and getattr(obj, f.name) == f.default)}

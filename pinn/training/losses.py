@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from pinn.physics.elasticity import absorbing_residual, traction
 from pinn.physics.material import NAMES
 from pinn.problems.closed_form import Problem
 
@@ -113,28 +112,20 @@ def masked_mse(a: Tensor, b: Tensor) -> Tensor:
 
 
 def boundary_loss(model, xyt: Tensor) -> Tensor:
-    """Mean squared misfit of ``model`` at boundary points ``xyt``, each point's condition from its edge
-    (:class:`~pinn.problems.problem.Boundaries`); displacements divided by U, tractions by S U / L
+    """Mean over boundary points ``xyt`` ``(N, 3)`` of the squared residual of each point's edge condition
+    (:mod:`pinn.problems.boundaries`), non-dimensional: displacements divided by U, tractions by S U / L
     (:mod:`pinn.physics.units`)."""
     p, s = model.problem, model.scales
-    kinds = p.boundaries.kinds()
-    if all(k == "exact" for k in kinds):  # closed-form problems: Dirichlet data everywhere
-        return mse(model.fields(xyt, "value").displacement, p.boundary_displacement(xyt)) / s.displacement**2
-    edge = p.domain.edge_index(xyt)  # (N,)
-    on = {kind: torch.tensor([k == kind for k in kinds], device=edge.device)[edge] for kind in set(kinds)}  # (N,)
-    if not ({"free", "absorbing"} & set(kinds)):
-        f = model.fields(xyt, "value")
-    else:
-        f = model.fields(xyt, "gradient")
-    disp = f.displacement  # (N, 2)
-    if "exact" in on:
-        disp = disp - torch.where(on["exact"][:, None], p.displacement(xyt), 0.0)
-    miss = disp / s.displacement  # fixed and exact edges
-    if "free" in on or "absorbing" in on:
-        normal = p.domain.outward_normal(xyt)
-        material = model.material_at(xyt[:, :2])
-        if "free" in on:
-            miss = torch.where(on["free"][:, None], traction(f, material, normal) / s.traction, miss)
-        if "absorbing" in on:
-            miss = torch.where(on["absorbing"][:, None], absorbing_residual(f, material, normal) / s.traction, miss)
+    edges = p.boundaries.edges()
+    order = "gradient" if any(e.order == "gradient" for e in edges) else "value"
+    f = model.fields(xyt, order)  # one pass for all points, with what the most demanding edge needs
+    normal = material = None
+    if order == "gradient":
+        normal, material = p.domain.outward_normal(xyt), model.material_at(xyt[:, :2])
+    which = p.domain.edge_index(xyt)  # (N,)
+    miss = None
+    for edge in dict.fromkeys(edges):  # equal conditions once; a mask, not an index, keeps the shapes fixed
+        r = edge.residual(f, material, normal, xyt, p, s)  # (N, 2)
+        on = torch.tensor([e == edge for e in edges], device=which.device)[which]  # (N,)
+        miss = r if miss is None else torch.where(on[:, None], r, miss)
     return (miss**2).sum(-1).mean()
