@@ -56,6 +56,7 @@ class FWIResult:
         evaluations: Misfit evaluations (forward and adjoint runs).
         misfit: ``J`` at each evaluation, the starting model's first (the line search's trials included).
         spacing: Grid spacing (m); ``steps``: time steps of each forward run.
+        material: The estimated medium (:class:`~pinn.physics.inversion.TrainableLayers` or ``TrainableField``).
     """
 
     estimates: dict[str, float]
@@ -65,6 +66,7 @@ class FWIResult:
     misfit: list[float] = field(default_factory=list)
     spacing: float = 0.0
     steps: int = 0
+    material: nn.Module | None = None
 
 
 def require_deepwave():
@@ -278,4 +280,4 @@ def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tenso
     optimizer.step(closure)
     estimates = {k: float(v) for k, v in material.scalars().items()}
     return FWIResult(estimates, _truth_errors(material, problem.medium, problem.domain), time.perf_counter() - start,
-                     evaluations, history, survey.h, survey.steps)
+                     evaluations, history, survey.h, survey.steps, material)
