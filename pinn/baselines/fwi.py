@@ -36,7 +36,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from pinn.physics.inversion import FieldUnknowns, LayerUnknowns, TrainableField, TrainableLayers, material_errors
 from pinn.physics.media import Layered
