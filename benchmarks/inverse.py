@@ -19,6 +19,13 @@ repository root:
     python benchmarks/inverse.py --table out/*.json                        # one table from runs made apart
     python benchmarks/inverse.py --problem layers --max-steps 50          # a quick check that the script works
 
+Beside every PINN run of ``layers`` and ``inclusion``, a classical elastic FWI (``pinn.baselines.fwi``, deepwave:
+``pip install -e ".[fwi]"``) inverts the same recordings (the PINN run's own observations, noise included) for the
+same unknowns from the same start, by L-BFGS; the table prints both, error per unknown and wall time.
+``--fwi-only`` runs only the baseline (seconds to a minute per run), ``--no-fwi`` only the PINN:
+
+    python benchmarks/inverse.py --problem layers --fwi-only             # the classical baseline alone
+
 Runs made side by side (``OMP_NUM_THREADS=1``, one per core) are written with ``--json`` and merged with
 ``--table``. On a machine shared with other jobs the wall time overstates what a quiet machine needs; the CPU
 time does not (for a one-thread run it is the wall time of a quiet core).
@@ -42,6 +49,8 @@ from pinn.cli import cli_main  # noqa: E402
 from pinn.io.material_maps import material_grid  # noqa: E402
 from pinn.physics.inversion import TrainableLayers, material_errors  # noqa: E402
 
+FWI_PROBLEMS = ("layers", "inclusion")  # plane_wave has no source for a propagator to start from
+
 CONFIGS = {"plane_wave": "configs/inverse_plane_wave.yaml", "layers": "configs/inverse_layers.yaml",
            "inclusion": "configs/inverse_inclusion.yaml"}
 NOISE = {"plane_wave": 0.01, "layers": 0.02, "inclusion": 0.02}
@@ -58,9 +67,8 @@ def inclusion_centre(material, domain, n: int = 201) -> np.ndarray:
     return (weight[:, None] * xy).sum(0).numpy() / float(weight.sum())
 
 
-def measure(problem: str, model) -> dict:
-    """The figures of one problem's run: estimates and their errors against the truth."""
-    material, truth = model.trainable_material, model.problem
+def measure(problem: str, material, truth) -> dict:
+    """The figures of one problem's run: the estimate ``material`` and its errors against the ``truth`` problem."""
     if problem == "plane_wave":
         values, exact = material.values(), truth.material
         return {**values, **{f"err_{k}": abs(values[k] - getattr(exact, k)) / getattr(exact, k) for k in ("lam", "mu")}}
@@ -83,7 +91,8 @@ def measure(problem: str, model) -> dict:
 
 
 def run(problem: str, label: str, extra: list[str], max_steps: int | None, max_time: str | None,
-        save_dir: str) -> dict:
+        save_dir: str) -> tuple[dict, object]:
+    """One PINN run: its row and the CLI (whose data module holds the recordings the FWI then inverts)."""
     args = ["fit", "-c", str(ROOT / CONFIGS[problem]), *extra, "--trainer.logger.init_args.save_dir", save_dir,
             "--trainer.logger.init_args.name", f"{problem}_{label}".replace(" ", "_").replace("=", ""),
             "--trainer.enable_progress_bar", "false"]
@@ -94,8 +103,21 @@ def run(problem: str, label: str, extra: list[str], max_steps: int | None, max_t
     wall, cpu = time.perf_counter(), time.process_time()
     cli = cli_main(args)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"problem": problem, "run": label, "steps": cli.trainer.global_step, "wall_s": wall, "cpu_s": cpu,
-            "threads": torch.get_num_threads(), **measure(problem, cli.model)}
+    return {"problem": problem, "run": label, "method": "PINN", "steps": cli.trainer.global_step, "wall_s": wall,
+            "cpu_s": cpu, "threads": torch.get_num_threads(),
+            **measure(problem, cli.model.trainable_material, cli.model.problem)}, cli
+
+
+def fwi(problem: str, label: str, cli) -> dict:
+    """The classical FWI on the recordings of ``cli``'s data module, from the config's starting model."""
+    from pinn.baselines.fwi import invert
+
+    data, unknowns = cli.datamodule, cli.model.unknowns
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = invert(data.problem, unknowns.layers or unknowns.field, data.observed, data.observations.quantity)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"problem": problem, "run": label, "method": "FWI", "steps": result.evaluations, "wall_s": wall,
+            "cpu_s": cpu, "threads": torch.get_num_threads(), **measure(problem, result.material, data.problem)}
 
 
 def table(rows: list[dict]) -> None:
@@ -114,14 +136,15 @@ def table(rows: list[dict]) -> None:
             keys += [(f"err_{n}/{k}", "{:.2%}") for n in names for k in ("vp", "vs")] + [("err_max", "{:.2%}")]
         else:
             keys = [("rel_error_mu", "{:.3f}"), ("centre_error_radii", "{:.2f}")]
-        print("| run | steps | " + " | ".join(k.replace("err_", "error ") for k, _ in keys) + " | threads | wall (s) "
-              "| CPU (s) |")
-        print("|---" * (len(keys) + 5) + "|")
+        print("| run | method | steps | " + " | ".join(k.replace("err_", "error ") for k, _ in keys)
+              + " | threads | wall (s) | CPU (s) |")
+        print("|---" * (len(keys) + 6) + "|")
         for r in mine:
             cells = [fmt.format(r[k]) if k in r else "" for k, fmt in keys]
-            print(f"| {r['run']} | {r['steps']} | " + " | ".join(cells) + f" | {r['threads']} | {r['wall_s']:.0f} "
-                  f"| {r['cpu_s']:.0f} |")
-        noisy = [r for r in mine if r["run"].startswith("noisy")]
+            print(f"| {r['run']} | {r.get('method', 'PINN')} | {r['steps']} | " + " | ".join(cells)
+                  + f" | {r['threads']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
+        print("(steps: training steps of a PINN run, misfit evaluations of an FWI run)")
+        noisy = [r for r in mine if r["run"].startswith("noisy") and r.get("method", "PINN") == "PINN"]
         if len(noisy) > 1:
             for k, fmt in keys:
                 if k.startswith(("err_", "rel_error", "centre")):
@@ -141,7 +164,11 @@ def main() -> None:
     parser.add_argument("--save-dir", default="lightning_logs", help="where the runs write logs and checkpoints")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument("--table", nargs="+", default=None, help="print one table from rows written with --json")
+    parser.add_argument("--fwi-only", action="store_true", help="run only the classical FWI baseline (fast)")
+    parser.add_argument("--no-fwi", action="store_true", help="run only the PINN, not the FWI baseline beside it")
     ns = parser.parse_args()
+    if ns.fwi_only and (ns.no_fwi or ns.problem not in FWI_PROBLEMS):
+        parser.error(f"--fwi-only runs the FWI baseline, which needs --problem in {FWI_PROBLEMS} and no --no-fwi.")
     if ns.table:
         table([r for path in ns.table for r in json.loads(Path(path).read_text())])
         return
@@ -152,7 +179,13 @@ def main() -> None:
             label = name if name == "noiseless" else f"noisy seed={seed}"
             extra = [] if name == "noiseless" else ["--data.observations.init_args.noise", str(NOISE[ns.problem]),
                                                     "--data.observations.init_args.seed", str(seed)]
-            rows.append(run(ns.problem, label, extra, ns.max_steps, ns.max_time, ns.save_dir))
+            if ns.fwi_only:  # only build the config: the problem, the unknowns and the recordings
+                cli = cli_main(["-c", str(ROOT / CONFIGS[ns.problem]), *extra], run=False)
+            else:
+                row, cli = run(ns.problem, label, extra, ns.max_steps, ns.max_time, ns.save_dir)
+                rows.append(row)
+            if ns.problem in FWI_PROBLEMS and not ns.no_fwi:
+                rows.append(fwi(ns.problem, label, cli))
             if ns.json:
                 Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(ns.json).write_text(json.dumps(rows, indent=1))

@@ -186,6 +186,14 @@ class Source:
                              "move the source inside.")
 
 
+    def weight_beyond(self, domain) -> dict[str, float]:
+        r"""Fraction of the Gaussian's weight beyond each edge of ``domain``, by edge name: :math:`\Phi(-d/\sigma) =
+        \tfrac12 \operatorname{erfc}(d / (\sigma\sqrt2))`, ``d`` the distance from the source in to the edge."""
+        (x, y), dx, dy = self.position, domain.x, domain.y
+        inside = {"bottom": y - dy[0], "right": dx[1] - x, "top": dy[1] - y, "left": x - dx[0]}
+        return {edge: 0.5 * math.erfc(d / (self.width * math.sqrt(2))) for edge, d in inside.items()}
+
+
 class PointForce(Source):
     """A point force ``F d`` (N/m) spread by a Gaussian (see the module docstring).
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import is_dataclass
 
 import numpy as np
@@ -219,6 +220,7 @@ class WaveProblem(Problem):
         self.medium.check(self.domain)
         for i, source in enumerate(self.sources):
             source.check(self.domain, f"sources[{i}]")
+            self._check_source_edges(i, source)
         if self.receivers is not None:
             self.receivers.check(self._physical)
         if "exact" in self.boundaries.kinds():
@@ -230,6 +232,17 @@ class WaveProblem(Problem):
                              "initial: snapshot (the reference runs from rest_time and hands over at t0).")
         if not self.sources and self.initial == "rest":
             raise ValueError("sources is empty and the initial state is rest: nothing would move; add a source.")
+
+    def _check_source_edges(self, i: int, source: Source) -> None:
+        """Warn (one line) where more than 1 % of a source's Gaussian lies beyond an absorbing or fixed edge: the
+        force there is lost, and an edge condition applied inside the source's near field misleads the PINN."""
+        kinds = dict(zip(EDGES, self.boundaries.kinds()))
+        for edge, share in source.weight_beyond(self.domain).items():
+            kind = kinds[edge]
+            if kind in ("absorbing", "fixed") and share > 0.01:
+                warnings.warn(f"sources[{i}] at {list(source.position)}: {share:.1%} of its Gaussian (width "
+                              f"{source.width:g} m) lies beyond the {kind} {edge} edge; move it at least "
+                              f"{2.33 * source.width:.3g} m inside that edge or narrow it.", stacklevel=3)
 
     @property
     def scales(self) -> Scales:
