@@ -61,16 +61,17 @@ def test_exact_initial_fields_equal_nested_autograd(order):
     torch.manual_seed(0)
     net = MLP((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), width=16, depth=2).double()
     x, y = torch.linspace(0, 1, 11, dtype=F64), torch.linspace(0, 1, 9, dtype=F64)
-    spline, t_k, delta = _state(x, y), 0.25, 0.5
+    spline, t_k, ramp = _state(x, y), 0.25, 0.2
 
-    def composite(xyt):  # u = u_k + tau v_k + (tau / delta)^2 N, differentiated by autograd as a whole
+    def composite(xyt):  # u = b + g (N - b), differentiated by autograd as a whole
         s = spline(xyt[:, :2])["f"]
         tau = xyt[:, 2:] - t_k
-        return s[:, :2] + tau * s[:, 2:] + (tau / delta) ** 2 * net(xyt)
+        b = s[:, :2] + tau * s[:, 2:]
+        return b + (1 - torch.exp(-((tau / ramp) ** 2))) * (net(xyt) - b)
 
     xyt = torch.cat([_points(64, (0, 0), (1, 1)), 0.25 + 0.5 * torch.rand(64, 1, dtype=F64)], 1)
     expected = autograd_fields(composite, xyt, order)
-    got = exact_initial_fields(spline(xyt[:, :2]), compute_fields(net, xyt, order), xyt[:, 2] - t_k, delta, order)
+    got = exact_initial_fields(spline(xyt[:, :2]), compute_fields(net, xyt, order), xyt[:, 2] - t_k, ramp, order)
     for name in NAMES:
         e, g = getattr(expected, name), getattr(got, name)
         assert (e is None) == (g is None), name

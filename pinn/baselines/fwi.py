@@ -94,12 +94,11 @@ class Survey:
 
     def __init__(self, problem, positions: Tensor, times: Tensor, vs_min: float, max_vel: float,
                  points_per_wavelength: float = 8.0, accuracy: int = 4, pml_width: int = 20) -> None:
-        d, kinds = problem.domain, problem.boundaries
-        wrong = {e: k for e, k in zip(("bottom", "right", "left"), (kinds.bottom, kinds.right, kinds.left))
-                 if k != "absorbing"}
-        if kinds.top not in ("absorbing", "free") or wrong:
-            raise ValueError(f"the FWI baseline supports absorbing edges and a free top edge; this problem has "
-                             f"{dict(bottom=kinds.bottom, right=kinds.right, top=kinds.top, left=kinds.left)}.")
+        d = problem.domain
+        kinds = dict(zip(("bottom", "right", "top", "left"), problem.boundaries.kinds()))
+        wrong = {e: kinds[e] for e in ("bottom", "right", "left") if kinds[e] != "absorbing"}
+        if kinds["top"] not in ("absorbing", "free") or wrong:
+            raise ValueError(f"the FWI baseline supports absorbing edges and a free top edge; this problem has {kinds}.")
         f_max = float(problem.max_frequency())
         h = vs_min / f_max / points_per_wavelength
         self.nx, self.ny = (max(2, math.ceil((hi - lo) / h - 1e-9)) for lo, hi in (d.x, d.y))  # cells per side
@@ -107,7 +106,7 @@ class Survey:
         self.nx, self.ny = round((d.x[1] - d.x[0]) / self.h), round((d.y[1] - d.y[0]) / self.h)
         self.hx, self.hy = (d.x[1] - d.x[0]) / self.nx, (d.y[1] - d.y[0]) / self.ny
         self.x0, self.y1 = d.x[0], d.y[1]
-        self.vacuum = accuracy // 2 + 1 if kinds.top == "free" else 0  # rows of vacuum above a free surface
+        self.vacuum = accuracy // 2 + 1 if kinds["top"] == "free" else 0  # rows of vacuum above a free surface
         self.max_vel, self.accuracy = float(max_vel), int(accuracy)
         self.pml = [0 if self.vacuum else pml_width, pml_width, pml_width, pml_width]  # top, bottom, left, right
         self.dt = COURANT * min(self.hx, self.hy) / self.max_vel

@@ -302,6 +302,8 @@ class ElasticPINN(L.LightningModule):
     def next_window(self) -> None:
         """Finish the current window and start the next from its weights and end state, with a fresh optimizer."""
         self.marching.advance(self.net, self._compute, self.trainer.global_step)
+        if self._kernel is not None:  # a new kernel: the compiled one may have specialised on the old time window
+            self.decide_compile(self.trainer.max_steps)
         if self.stage == "lbfgs" and self.lbfgs.float64:
             self.float()  # each window's Adam runs at float32 speed, as the first one did
         self.stage, self.stall = "adam", StallWatch()

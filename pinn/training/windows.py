@@ -10,16 +10,22 @@ interval.
 
 The data module keeps sampling the whole interval; the model maps each training point's time affinely into the
 current window (t -> t_k + (t - t0) Delta / (t1 - t0)), so pools, resampling and their checkpoints are the same
-with or without windows, and the initial pool at t0 lands on t_k.
+with or without windows, and the initial pool at t0 lands on t_k. Each window's network maps its own window's time
+onto [-1, 1] (as a network over that window alone would), so the next window starts from the previous weights
+shifted by one window in time.
 
 **Exact initial state** (Lagaris, Likas & Fotiadis 1998; Sun et al. 2020 for wave problems): with
 ``exact_initial``, the displacement of window k is
 
 .. math::
-    \mathbf{u}(\mathbf{x}, t) = \mathbf{u}_k(\mathbf{x}) + \tau\,\mathbf{v}_k(\mathbf{x})
-        + (\tau / \Delta)^2\,\mathbf{N}(\mathbf{x}, t), \qquad \tau = t - t_k,
+    \mathbf{u}(\mathbf{x}, t) = \mathbf{b} + g(\tau)\,\big(\mathbf{N}(\mathbf{x}, t) - \mathbf{b}\big), \qquad
+    \mathbf{b} = \mathbf{u}_k(\mathbf{x}) + \tau\,\mathbf{v}_k(\mathbf{x}), \qquad g = 1 - e^{-(\tau/\tau_r)^2},
+    \qquad \tau = t - t_k,
 
-so u = u_k and u_t = v_k hold at t_k whatever the network N is, and the initial-state loss terms vanish. The
+so u = u_k and u_t = v_k hold at t_k whatever the network N is (g and g_t vanish there), and the initial-state loss
+terms vanish. The network takes over within a few tau_r (``ramp`` of the window); the Taylor start, which grows
+without bound, fades out. (The simpler u_k + tau v_k + (tau/Delta)^2 N leaves the network to cancel the Taylor start
+over the whole window, a term several times the wave's amplitude after a period.) The
 residual needs the second space derivatives of u_k and v_k, so the state is a C2 cubic-spline interpolant
 (:mod:`pinn.physics.splines`) of nodal values: the reference's snapshot (or the closed form, or rest) for the first
 window, the previous window's solution sampled on the same nodes for the next ones.
@@ -51,51 +57,60 @@ class TimeWindows:
             optimizer (and scheduler).
         exact_initial: Build each window's initial displacement and velocity into the output, so they hold exactly
             (the ``ic_disp`` and ``ic_vel`` terms are then dropped).
+        ramp: With ``exact_initial``: the time over which the network takes over from the initial state's Taylor
+            start, as a fraction of the window's length.
     """
 
     count: int = 1
     steps: int = 2000
     exact_initial: bool = False
+    ramp: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("count", "steps"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"model.windows.{name}={value} must be an integer >= 1.")
+        if not (0 < self.ramp <= 1):
+            raise ValueError(f"model.windows.ramp={self.ramp} must be in (0, 1] (a fraction of the window).")
 
 
-def exact_initial_fields(state: dict[str, Tensor], n: Fields, tau: Tensor, delta: float, order: str) -> Fields:
-    r"""Fields of :math:`u = u_k + \tau v_k + g N` with :math:`g = (\tau/\Delta)^2`, by the product rule:
-    :math:`u_t = v_k + g_t N + g N_t`, :math:`u_{tt} = g_{tt} N + 2 g_t N_t + g N_{tt}`, and in space
-    :math:`u_{xx} = u_{k,xx} + \tau v_{k,xx} + g N_{xx}` (likewise x, y, yy, xy).
+def exact_initial_fields(state: dict[str, Tensor], n: Fields, tau: Tensor, ramp: float, order: str) -> Fields:
+    r"""Fields of :math:`u = b + g\,(N - b)` with the Taylor start :math:`b = u_k + \tau v_k` and the blend
+    :math:`g = 1 - e^{-s^2}`, :math:`s = \tau / \tau_r`, by the product rule (b_tt = 0, and g = g_t = 0 at
+    :math:`\tau = 0`, so u = u_k and u_t = v_k there):
+    :math:`u_t = b_t + g_t D + g D_t`, :math:`u_{tt} = g_{tt} D + 2 g_t D_t + g N_{tt}` with D = N - b, and in space
+    :math:`u_{xx} = b_{xx} + g D_{xx}` (likewise x, y, yy, xy), where
+    :math:`g_t = 2 s e^{-s^2} / \tau_r`, :math:`g_{tt} = (2 - 4 s^2) e^{-s^2} / \tau_r^2`.
 
     Args:
         state: The spline of (u, v, u_t, v_t) at t_k: ``f, f_x, f_y, f_xx, f_yy, f_xy`` each ``(N, 4)``.
         n: Fields of the network N at the points, of ``order``.
         tau: ``(N,)`` time since t_k.
-        delta: The window length.
+        ramp: tau_r, the time over which the network takes over from the Taylor start.
         order: The derivative order of ``n`` (and of the result).
     """
-    g, g_t, g_tt = (tau / delta) ** 2, 2 * tau / delta**2, 2 / delta**2
-    out = Fields(u=state["f"][:, 0] + tau * state["f"][:, 2] + g * n.u,
-                 v=state["f"][:, 1] + tau * state["f"][:, 3] + g * n.v)
-    if order == "value":
-        return out
+    s = tau / ramp
+    e = torch.exp(-(s**2))
+    g, g_t, g_tt = 1 - e, 2 * s * e / ramp, (2 - 4 * s**2) * e / ramp**2
+    out = Fields(u=n.u, v=n.v)
     for c, name in enumerate("uv"):
-        vel = state["f"][:, 2 + c]
-        setattr(out, f"{name}_t", vel + g_t * getattr(n, name) + g * getattr(n, f"{name}_t"))
+        f = state["f"]
+        b, b_t = f[:, c] + tau * f[:, 2 + c], f[:, 2 + c]
+        net = getattr(n, name)
+        setattr(out, name, b + g * (net - b))
+        if order == "value":
+            continue
+        net_t = getattr(n, f"{name}_t")
+        setattr(out, f"{name}_t", b_t + g_t * (net - b) + g * (net_t - b_t))
         if order == "velocity":
             continue
-        for d in ("x", "y"):
-            s = state[f"f_{d}"]
-            setattr(out, f"{name}_{d}", s[:, c] + tau * s[:, 2 + c] + g * getattr(n, f"{name}_{d}"))
-        if order != "pde":
-            continue
-        for d in ("xx", "yy", "xy"):
-            s = state[f"f_{d}"]
-            setattr(out, f"{name}_{d}", s[:, c] + tau * s[:, 2 + c] + g * getattr(n, f"{name}_{d}"))
-        setattr(out, f"{name}_tt", g_tt * getattr(n, name) + 2 * g_t * getattr(n, f"{name}_t")
-                + g * getattr(n, f"{name}_tt"))
+        for d in (("x", "y") if order == "gradient" else ("x", "y", "xx", "yy", "xy")):
+            sd = state[f"f_{d}"]
+            b_d = sd[:, c] + tau * sd[:, 2 + c]
+            setattr(out, f"{name}_{d}", b_d + g * (getattr(n, f"{name}_{d}") - b_d))
+        if order == "pde":
+            setattr(out, f"{name}_tt", g_tt * (net - b) + 2 * g_t * (net_t - b_t) + g * getattr(n, f"{name}_tt"))
     return out
 
 
@@ -118,6 +133,12 @@ class Marching(nn.Module):
         self.finished = nn.ModuleList(copy.deepcopy(net) for _ in range(windows.count - 1))
         for p in self.finished.parameters():
             p.requires_grad_(False)
+        if windows.count > 1 and hasattr(net, "center"):
+            # each window's network reads its own window's time on [-1, 1], so a window keeps the time resolution a
+            # network over one window would have
+            with torch.no_grad():
+                net.scale[2] *= windows.count
+                net.center[2] = self.start(0) + self.delta / 2
         self.register_buffer("index", torch.zeros((), dtype=torch.long))
         self.register_buffer("started_at", torch.zeros((), dtype=torch.long))  # global step the window began at
         self.register_buffer("ended", torch.zeros((), dtype=torch.bool))  # its stage stalled: move on now
@@ -182,7 +203,7 @@ class Marching(nn.Module):
         if not self.settings.exact_initial:
             return n
         tau = xyt[:, 2] - self.start(k)
-        return exact_initial_fields(self.state(k, xyt[:, :2]), n, tau, self.delta, order)
+        return exact_initial_fields(self.state(k, xyt[:, :2]), n, tau, self.settings.ramp * self.delta, order)
 
     def values(self, net: nn.Module, xyt: Tensor, compute: ComputeFields) -> Tensor:
         """The displacement ``(N, 2)`` over the whole interval, each point from the window its time falls in."""
@@ -223,6 +244,9 @@ class Marching(nn.Module):
         if self.settings.exact_initial:
             end = self.sample_end(net, compute)
         self.finished[k].load_state_dict(net.state_dict())
+        if hasattr(net, "center"):  # the next window's time on [-1, 1]; the weights start as window k's, shifted
+            with torch.no_grad():
+                net.center[2] += self.delta
         self.index += 1
         self.started_at.fill_(step)
         self.ended.fill_(False)
