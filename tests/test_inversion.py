@@ -211,7 +211,10 @@ def test_inverse_scales_come_from_the_guess_not_the_truth(tmp_path):
     problem = wave_problem(tmp_path)
     model = ElasticPINN(problem, width=8, depth=1, unknowns=Unknowns(layers=layer_spec(vp=[1800.0, 1900.0],
                                                                                        vs=[900.0, 1000.0])))
-    assert model.scales.time == pytest.approx(200.0 / 1900.0, rel=1e-6)  # vp_max of the guess; the truth's is 2400
+    # vp_max of the guess (the truth's is 2400) sets L = vp_max T, with T = 1 / omega from the source's peak frequency
+    omega = 2 * math.pi * problem.peak_frequency()
+    assert model.scales.time == pytest.approx(1 / omega, rel=1e-6)
+    assert model.scales.length == pytest.approx(1900.0 / omega, rel=1e-6)
     assert model.scales.density == pytest.approx(2100.0) and model.scales.displacement == 1e-5
 
 
