@@ -98,13 +98,13 @@ def read_grid(path: Path, key: str = "medium.path") -> tuple[np.ndarray, ...]:
             raise ValueError(f"{key}={path}: {name} has shape {a.shape}, expected (ny, nx) = {(len(y), len(x))}.")
         bad = np.argwhere(~np.isfinite(a))
         if len(bad):
-            raise ValueError(f"{key}={path}: {name} is not finite at (row, column) {tuple(bad[0])} "
+            raise ValueError(f"{key}={path}: {name} is not finite at (row, column) {tuple(map(int, bad[0]))} "
                              f"({len(bad)} values); fill the grid.")
     vp, vs, rho = arrays["vp"], arrays["vs"], arrays["rho"]
     if rho.min() <= 0:
         raise ValueError(f"{key}={path}: rho must be > 0 everywhere (min {rho.min()}).")
     if vs.min() <= 0 or np.any(vs >= vp):
-        where = tuple(np.argwhere((vs <= 0) | (vs >= vp))[0])
+        where = tuple(map(int, np.argwhere((vs <= 0) | (vs >= vp))[0]))
         raise ValueError(f"{key}={path}: vs must satisfy 0 < vs < vp everywhere; fails at (row, column) {where}.")
     return x, y, vp, vs, rho
 
