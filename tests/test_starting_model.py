@@ -130,7 +130,7 @@ def test_gridded_start_is_sampled_at_the_nodes(tmp_path):
     weights = [0.5 * 0.6, 0.5 * 0.4, 0.5 * 0.6, 0.5 * 0.4]
     between = np.exp(sum(w * np.log(c) for w, c in zip(weights, corners)))  # trained: exp of bilinear log mu
     np.testing.assert_allclose(v.mu.numpy(), [exact["mu"][0], between], rtol=1e-6)
-    np.testing.assert_allclose(v.lam.numpy(), exact["lam"], rtol=1e-6)  # known: bilinear, exact for linear (float32 nodes)
+    np.testing.assert_allclose(v.lam.numpy(), exact["lam"], rtol=1e-6)  # known: bilinear, exact for a linear map
     np.testing.assert_allclose(v.rho.numpy(), exact["rho"], rtol=1e-6)
     np.testing.assert_allclose(v.lam_x.numpy(), [1e7, 1e7], rtol=1e-6)
     np.testing.assert_allclose(v.lam_y.numpy(), [-2e7, -2e7], rtol=1e-6)
