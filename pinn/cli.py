@@ -25,6 +25,7 @@ from pinn.io.checkpointing import (
     VerifiedCheckpointIO,
     load_checkpoint,
 )
+from pinn.io.material_history import MaterialHistory
 from pinn.io.material_maps import MaterialMaps
 from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
 from pinn.io.prediction import PredictionWriter
@@ -91,6 +92,7 @@ class PINNCLI(LightningCLI):
         parser.add_lightning_class_args(ValidationFigures, "val_figures")
         parser.add_lightning_class_args(ResidualHistogram, "residual_histogram")
         parser.add_lightning_class_args(MaterialMaps, "material_maps")
+        parser.add_lightning_class_args(MaterialHistory, "material_history")
         parser.add_lightning_class_args(HParamsSummary, "hparams_tab")
         parser.add_lightning_class_args(StepProgressBar, "progress_bar")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")

@@ -38,7 +38,7 @@ class GridMedium(Medium):
         if not (math.isfinite(smoothing) and smoothing >= 0):
             raise ValueError(f"medium.smoothing={smoothing} must be a width >= 0 (m).")
         self.smoothing = float(smoothing)
-        x, y, vp, vs, rho = _read_grid(Path(path))
+        x, y, vp, vs, rho = read_grid(Path(path))
         lam_mu_rho = np.stack([rho * (vp**2 - 2 * vs**2), rho * vs**2, rho])  # (3, ny, nx)
         if smoothing > 0:
             lam_mu_rho = _gaussian_filter(lam_mu_rho, smoothing / (x[1] - x[0]), smoothing / (y[1] - y[0]))
@@ -53,53 +53,59 @@ class GridMedium(Medium):
                              "extend the grid or shrink the domain.")
 
     def properties(self, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        grid = self.grid.to(xy)
-        ny, nx = grid.shape[1:]
-        fx, fy = (xy[:, 0] - self.x0) / self.dx, (xy[:, 1] - self.y0) / self.dy
-        ix, iy = fx.detach().floor(), fy.detach().floor()
-        wx, wy = _cubic_weights(fx - ix), _cubic_weights(fy - iy)  # (N, 4) each
-        offsets = torch.arange(-1, 3, device=xy.device)
-        cols = (ix.long()[:, None] + offsets).clamp(0, nx - 1)  # (N, 4)
-        rows = (iy.long()[:, None] + offsets).clamp(0, ny - 1)
-        patch = grid[:, rows[:, :, None], cols[:, None, :]]  # (3, N, 4, 4)
-        out = torch.einsum("qnij,ni,nj->qn", patch, wy, wx)  # (3, N)
+        out = cubic_sample(self.grid.to(xy), self.x0, self.dx, self.y0, self.dy, xy)  # (3, N)
         return out[0], out[1], out[2]
 
 
-def _read_grid(path: Path) -> tuple[np.ndarray, ...]:
-    """Read and check a gridded model; every problem is named with the file and what to do."""
+def cubic_sample(grid: Tensor, x0: float, dx: float, y0: float, dy: float, xy: Tensor) -> Tensor:
+    """Cubic convolution of ``grid`` ``(C, ny, nx)`` (nodes at ``x0 + i dx``, ``y0 + j dy``) at ``xy`` ``(N, 2)``;
+    ``(C, N)``. Outside the grid the edge values extend."""
+    ny, nx = grid.shape[1:]
+    fx, fy = (xy[:, 0] - x0) / dx, (xy[:, 1] - y0) / dy
+    ix, iy = fx.detach().floor(), fy.detach().floor()
+    wx, wy = _cubic_weights(fx - ix), _cubic_weights(fy - iy)  # (N, 4) each
+    offsets = torch.arange(-1, 3, device=xy.device)
+    cols = (ix.long()[:, None] + offsets).clamp(0, nx - 1)  # (N, 4)
+    rows = (iy.long()[:, None] + offsets).clamp(0, ny - 1)
+    patch = grid[:, rows[:, :, None], cols[:, None, :]]  # (C, N, 4, 4)
+    return torch.einsum("qnij,ni,nj->qn", patch, wy, wx)
+
+
+def read_grid(path: Path, key: str = "medium.path") -> tuple[np.ndarray, ...]:
+    """Read and check a gridded model ``x, y, vp, vs, rho``; every problem is named with the setting ``key``, the file
+    and what to do."""
     try:
         with np.load(path) as f:
             arrays = {k: np.asarray(f[k], dtype=np.float64) for k in ("x", "y", "vp", "vs", "rho") if k in f}
     except FileNotFoundError:
-        raise FileNotFoundError(f"medium.path={path}: no such file; give the .npz gridded model.") from None
+        raise FileNotFoundError(f"{key}={path}: no such file; give the .npz gridded model.") from None
     except Exception as err:  # a corrupt or non-npz file
-        raise ValueError(f"medium.path={path}: not a readable .npz file ({err}).") from None
+        raise ValueError(f"{key}={path}: not a readable .npz file ({err}).") from None
     missing = [k for k in ("x", "y", "vp", "vs", "rho") if k not in arrays]
     if missing:
-        raise ValueError(f"medium.path={path}: missing arrays {missing}; it needs x (nx,), y (ny,), "
+        raise ValueError(f"{key}={path}: missing arrays {missing}; it needs x (nx,), y (ny,), "
                          "vp, vs, rho (ny, nx).")
     x, y = arrays["x"], arrays["y"]
     if x.ndim != 1 or y.ndim != 1 or len(x) < 2 or len(y) < 2:
-        raise ValueError(f"medium.path={path}: x and y must be 1-D axes with at least 2 values.")
+        raise ValueError(f"{key}={path}: x and y must be 1-D axes with at least 2 values.")
     for name, axis in (("x", x), ("y", y)):
         steps = np.diff(axis)
         if not np.all(np.isfinite(axis)) or steps.min() <= 0 or not np.allclose(steps, steps[0], rtol=1e-6):
-            raise ValueError(f"medium.path={path}: {name} must be finite, increasing and evenly spaced.")
+            raise ValueError(f"{key}={path}: {name} must be finite, increasing and evenly spaced.")
     for name in ("vp", "vs", "rho"):
         a = arrays[name]
         if a.shape != (len(y), len(x)):
-            raise ValueError(f"medium.path={path}: {name} has shape {a.shape}, expected (ny, nx) = {(len(y), len(x))}.")
+            raise ValueError(f"{key}={path}: {name} has shape {a.shape}, expected (ny, nx) = {(len(y), len(x))}.")
         bad = np.argwhere(~np.isfinite(a))
         if len(bad):
-            raise ValueError(f"medium.path={path}: {name} is not finite at (row, column) {tuple(bad[0])} "
+            raise ValueError(f"{key}={path}: {name} is not finite at (row, column) {tuple(map(int, bad[0]))} "
                              f"({len(bad)} values); fill the grid.")
     vp, vs, rho = arrays["vp"], arrays["vs"], arrays["rho"]
     if rho.min() <= 0:
-        raise ValueError(f"medium.path={path}: rho must be > 0 everywhere (min {rho.min()}).")
+        raise ValueError(f"{key}={path}: rho must be > 0 everywhere (min {rho.min()}).")
     if vs.min() <= 0 or np.any(vs >= vp):
-        where = tuple(np.argwhere((vs <= 0) | (vs >= vp))[0])
-        raise ValueError(f"medium.path={path}: vs must satisfy 0 < vs < vp everywhere; fails at (row, column) {where}.")
+        where = tuple(map(int, np.argwhere((vs <= 0) | (vs >= vp))[0]))
+        raise ValueError(f"{key}={path}: vs must satisfy 0 < vs < vp everywhere; fails at (row, column) {where}.")
     return x, y, vp, vs, rho
 
 

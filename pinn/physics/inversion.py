@@ -35,9 +35,11 @@ import torch
 from torch import Tensor, nn
 
 from pinn.physics.media import MediumValues, Properties, smooth_step
+from pinn.physics.starting_model import grid_start, read_layer_table
 
 SPEEDS = ("vp", "vs", "rho")
 MODULI = ("mu", "lam", "rho")
+LAME = ("lam", "mu", "rho")
 
 
 def _positive_list(values, key: str, count: int) -> list[float]:
@@ -63,19 +65,25 @@ class LayerUnknowns:
         train: Which of ``vp``, ``vs``, ``rho`` are unknown.
         smoothing: Width (m) over which each interface is smoothed (as in :class:`~pinn.physics.media.Layered`).
         names: Layer names for logging (``material/<name>/vp``); default ``layer1``, ``layer2``, ... from the top.
+        path: Instead of ``vp``, ``vs``, ``rho``: a text table of them, one row per layer, top first, columns
+            ``vp, vs, rho`` (m/s, m/s, kg/m^3), commas or spaces, an optional header naming the columns in any
+            order (:mod:`pinn.physics.starting_model`).
     """
 
     interfaces: list[float]
-    vp: list[float]
-    vs: list[float]
-    rho: list[float]
+    vp: list[float] | None = None
+    vs: list[float] | None = None
+    rho: list[float] | None = None
     train: list[str] = ("vp", "vs")
     smoothing: float = 0.0
     names: list[str] | None = None
+    path: str | None = None
 
     def __post_init__(self) -> None:
         self.interfaces = [float(y) for y in self.interfaces]
         n = len(self.interfaces) + 1
+        if self.path is not None:
+            self._read(n)
         self.vp, self.vs, self.rho = (_positive_list(getattr(self, k), k, n) for k in SPEEDS)
         self.train = list(self.train)
         if not self.train or any(k not in SPEEDS for k in self.train):
@@ -92,6 +100,15 @@ class LayerUnknowns:
         self.names = list(self.names) if self.names else [f"layer{i + 1}" for i in range(n)]
         if len(self.names) != n or len(set(self.names)) != n:
             raise ValueError(f"model.unknowns.layers.names={self.names} must be {n} distinct names, top first.")
+
+    def _read(self, n: int) -> None:
+        """vp, vs, rho from ``path``; values also given here must be the file's (a config written back by a run)."""
+        table = read_layer_table(self.path, n)
+        given = [k for k in SPEEDS if getattr(self, k) is not None]
+        if any([float(v) for v in getattr(self, k)] != table[k] for k in given):
+            raise ValueError(f"model.unknowns.layers sets {', '.join(given)} and path={self.path}, with other values: "
+                             "give the starting model one way, either the lists or the file.")
+        self.vp, self.vs, self.rho = (table[k] for k in SPEEDS)
 
     def check(self, domain) -> None:
         """Raise if an interface lies outside the domain's y range."""
@@ -110,19 +127,24 @@ class FieldUnknowns:
         start: The uniform starting material (``{vp, vs, rho}`` or ``{lam, mu, rho}``); the entries not trained
             keep these values everywhere.
         train: Which of ``mu``, ``lam``, ``rho`` are unknown fields.
+        path: Instead of ``start``: a gridded model ``.npz`` (``x (nx,)``, ``y (ny,)``, ``vp``, ``vs``, ``rho``
+            ``(ny, nx)``, as :class:`~pinn.physics.grid.GridMedium` reads) covering the domain, sampled at the nodes
+            by cubic convolution; the entries not trained keep the file's map.
     """
 
     shape: list[int] = (12, 12)
     start: Properties | dict | None = None
     train: list[str] = ("mu",)
+    path: str | None = None
 
     def __post_init__(self) -> None:
         self.shape = [int(n) for n in self.shape]
         if len(self.shape) != 2 or min(self.shape) < 2:
             raise ValueError(f"model.unknowns.field.shape={self.shape} must be two node counts [nx, ny], each >= 2.")
-        if self.start is None:
-            raise ValueError("model.unknowns.field.start is missing: give the starting material {vp, vs, rho} or "
-                             "{lam, mu, rho}.")
+        if (self.start is None) == (self.path is None):
+            raise ValueError(f"model.unknowns.field: give the starting model one way: start (the uniform material "
+                             f"{{vp, vs, rho}} or {{lam, mu, rho}}) or path (a gridded .npz), not "
+                             f"{'both' if self.path else 'neither'}.")
         if isinstance(self.start, dict):
             self.start = Properties(**self.start)
         self.train = list(self.train)
@@ -199,14 +221,22 @@ class TrainableField(nn.Module):
         self.lower = (float(domain.x[0]), float(domain.y[0]))
         self.cell = ((domain.x[1] - domain.x[0]) / (spec.shape[0] - 1),
                      (domain.y[1] - domain.y[0]) / (spec.shape[1] - 1))
-        lam, mu, rho = spec.start.lame
-        for name, value in (("lam", lam), ("mu", mu), ("rho", rho)):
-            self.register_buffer(name + "_known", torch.tensor(float(value)))
-        self.mu_floor = 0.0 if "lam" in self.trained else max(0.0, -lam)
-        raw = {"mu": mu - self.mu_floor, "lam": lam + mu, "rho": rho}
         ny, nx = spec.shape[1], spec.shape[0]
+        if spec.path is None:  # uniform: the known entries are constants
+            start = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in zip(LAME, spec.start.lame)}
+        else:  # from a file: the known entries are maps of the nodes too, (ny, nx)
+            start = grid_start(spec.path, spec.shape, domain)
+        dtype = torch.get_default_dtype()
+        for name in LAME:
+            self.register_buffer(name + "_known", start[name].to(dtype))
+        lam, mu = start["lam"], start["mu"]
+        self.mu_floor = 0.0 if "lam" in self.trained else max(0.0, -float(lam.min()))
+        raw = {"mu": mu - self.mu_floor, "lam": lam + mu, "rho": start["rho"]}
+        if float(raw["mu"].min()) <= 0:  # only a map: a known lam < 0 somewhere raises the floor of mu everywhere
+            raise ValueError(f"model.unknowns.field.path={spec.path}: mu must exceed -lam_min = {self.mu_floor:g} Pa "
+                             "at every node when lam is known; train lam too, or raise vp where lam < 0.")
         for name in self.trained:  # one value per node, rows along y: (ny, nx)
-            setattr(self, "raw_" + name, nn.Parameter(torch.full((ny, nx), math.log(raw[name]))))
+            setattr(self, "raw_" + name, nn.Parameter(raw[name].log().expand(ny, nx).to(dtype).contiguous()))
 
     def _interpolate(self, nodes: Tensor, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Bilinear interpolation of ``nodes`` ``(ny, nx)`` at ``xy`` ``(N, 2)``: value, d/dx, d/dy, each ``(N,)``."""
@@ -222,22 +252,29 @@ class TrainableField(nn.Module):
         d_y = ((1 - fx) * (a01 - a00) + fx * (a11 - a10)) / self.cell[1]
         return value, d_x, d_y
 
+    def _known(self, name: str, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """A known entry at ``xy``: value, d/dx, d/dy, each ``(N,)``; a constant, or bilinear in a map of the nodes."""
+        known = getattr(self, name + "_known")
+        if known.dim() == 2:
+            return self._interpolate(known, xy)
+        zero = torch.zeros_like(xy[:, 0])
+        return known + zero, zero, zero
+
     def at(self, xy: Tensor) -> MediumValues:
         """The medium at ``xy`` ``(N, 2)``, differentiable in the node values; gradients in closed form."""
-        zero = torch.zeros_like(xy[:, 0])
         if "mu" in self.trained:
             e, e_x, e_y = self._interpolate(self.raw_mu, xy)
             e = e.exp()
             mu, mu_x, mu_y = self.mu_floor + e, e * e_x, e * e_y
         else:
-            mu, mu_x, mu_y = self.mu_known + zero, zero, zero
+            mu, mu_x, mu_y = self._known("mu", xy)
         if "lam" in self.trained:
             e, e_x, e_y = self._interpolate(self.raw_lam, xy)
             e = e.exp()
             lam, lam_x, lam_y = e - mu, e * e_x - mu_x, e * e_y - mu_y
         else:
-            lam, lam_x, lam_y = self.lam_known + zero, zero, zero
-        rho = self._interpolate(self.raw_rho, xy)[0].exp() if "rho" in self.trained else self.rho_known + zero
+            lam, lam_x, lam_y = self._known("lam", xy)
+        rho = self._interpolate(self.raw_rho, xy)[0].exp() if "rho" in self.trained else self._known("rho", xy)[0]
         return MediumValues(lam, mu, rho, lam_x, lam_y, mu_x, mu_y)
 
     def scalars(self) -> dict[str, Tensor]:
