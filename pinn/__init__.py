@@ -37,8 +37,8 @@ _HOMES = {
     "FileObservations": "pinn.training.observations",
     "Observations": "pinn.training.observations",
     "SyntheticObservations": "pinn.training.observations",
-    "read_observations": "pinn.training.observations",
-    "write_observations": "pinn.training.observations",
+    "read_observations": "pinn.io.observation_files",
+    "write_observations": "pinn.io.observation_files",
     "ResidualResampling": "pinn.training.resampling",
     "ResampleRule": "pinn.training.sampling",
 }
@@ -62,6 +62,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from pinn.io.observation_files import read_observations, write_observations
     from pinn.networks.derivatives import autograd_fields, compute_fields, taylor_fields
     from pinn.networks.mlp import MLP
     from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
@@ -71,13 +72,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
     from pinn.training.data import ElasticDataModule
     from pinn.training.module import ElasticPINN, LossWeights
-    from pinn.training.observations import (
-        FileObservations,
-        Observations,
-        SyntheticObservations,
-        read_observations,
-        write_observations,
-    )
+    from pinn.training.observations import FileObservations, Observations, SyntheticObservations
     from pinn.training.resampling import ResidualResampling
     from pinn.training.restore import load
     from pinn.training.sampling import ResampleRule

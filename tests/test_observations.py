@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from pinn.cli import cli_main, main
+from pinn.io.observation_files import read_observations, write_observations
 from pinn.physics.elasticity import Material
 from pinn.problems.closed_form import Domain, PlaneWaves, Wave
 from pinn.training.data import ElasticDataModule
-from pinn.training.observations import FileObservations, SyntheticObservations, read_observations, write_observations
+from pinn.training.observations import FileObservations, SyntheticObservations
 
 DOMAIN = Domain(x=(0.0, 2.0), y=(-1.0, 1.0), t=(0.0, 0.5))
 
