@@ -5,13 +5,13 @@ sample per row). A malformed file raises a ``ValueError`` naming the file and th
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from pinn.io.csv_table import finite, read_table
 
 COLUMNS = ("x", "y", "t", "u", "v")
 
@@ -71,34 +71,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        # (line number, fields); blank lines carry no sample, but a row of bare commas is a sample without values
-        rows = [(reader.line_num, r) for r in reader if len(r) > 1 or (r and r[0].strip())]
-    if not rows:
-        raise ValueError(f"observation file {path} is empty; it needs a header line 'x,y,t,u,v' and samples.")
-    header = [cell.strip() for cell in rows[0][1]]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise ValueError(f"observation file {path}: missing column {missing[0]!r} in the header {header}; "
-                         f"the first line must name the columns {', '.join(COLUMNS)}.")
-    index = {c: header.index(c) for c in COLUMNS}
-    values = np.empty((len(rows) - 1, len(COLUMNS)))
-    for i, (line, row) in enumerate(rows[1:]):
-        if not any(cell.strip() for cell in row):
-            raise ValueError(f"observation file {path}: line {line} has no values; fill in x, y, t, u, v or delete it.")
-        if len(row) != len(header):
-            raise ValueError(f"observation file {path}: line {line} has {len(row)} fields, the header has "
-                             f"{len(header)}.")
-        for j, c in enumerate(COLUMNS):
-            cell = row[index[c]].strip()
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                values[i, j] = math.nan
-            if not math.isfinite(values[i, j]):
-                raise ValueError(f"observation file {path}: line {line}, column {c!r}: {cell!r} is not a finite "
-                                 "number.")
+    kind = "observation file"
+    table = read_table(path, kind, COLUMNS)
+    values = np.array([[finite(cells[c], path, kind, line, c) for c in COLUMNS] for line, cells in table])
+    values = values.reshape(len(table), len(COLUMNS))
     return {c: values[:, j] for j, c in enumerate(COLUMNS)}
 
 

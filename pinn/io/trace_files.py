@@ -4,7 +4,6 @@ columns ``(x, y, t, u, v)``; the conventions are in :mod:`pinn.training.traces`,
 
 from __future__ import annotations
 
-import csv
 import glob
 import math
 import warnings
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import obspy
 from obspy import UTCDateTime
+
+from pinn.io.csv_table import finite, read_table
 
 ORIENTATIONS = {"E": 0, "Z": 1}  # last letter of the channel code -> column of (u, v), as pinn.io.seismograms writes
 COMPONENTS = ("u", "v")
@@ -56,46 +57,22 @@ def read_stations(path: str | Path) -> tuple[dict, bool]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"station file {path} does not exist.")
-    # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark that would otherwise glue onto the
-    # first column's name
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        rows = [(reader.line_num, r) for r in reader if len(r) > 1 or (r and r[0].strip())]
-    if not rows:
-        raise ValueError(f"station file {path} is empty; it needs a header line 'station,x,y' and one station per "
-                         "line.")
-    header = [cell.strip() for cell in rows[0][1]]
-    missing = [c for c in STATION_COLUMNS if c not in header]
-    if missing:
-        raise ValueError(f"station file {path}: missing column {missing[0]!r} in the header {header}; the first "
-                         "line must name the columns station, x, y (and optionally network).")
-    keyed_by_network = "network" in header
-    index = {c: header.index(c) for c in (*STATION_COLUMNS, "network") if c in header}
+    kind = "station file"
+    table = read_table(path, kind, STATION_COLUMNS, optional=("network",), rows="one station per line",
+                       row="the station")
+    keyed_by_network = bool(table) and "network" in table[0][1]
     positions: dict = {}
-    for line, row in rows[1:]:
-        if not any(cell.strip() for cell in row):
-            raise ValueError(f"station file {path}: line {line} has no values; fill in the station or delete it.")
-        if len(row) != len(header):
-            raise ValueError(f"station file {path}: line {line} has {len(row)} fields, the header has {len(header)}.")
-        codes = {c: row[index[c]].strip() for c in ("network", "station") if c in index}
+    for line, cells in table:
+        codes = {c: cells[c] for c in ("network", "station") if c in cells}
         for c, code in codes.items():
             if not code:
-                raise ValueError(f"station file {path}: line {line}, column {c!r} is empty.")
-        xy = []
-        for c in ("x", "y"):
-            cell = row[index[c]].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise ValueError(f"station file {path}: line {line}, column {c!r}: {cell!r} is not a finite number.")
-            xy.append(value)
+                raise ValueError(f"{kind} {path}: line {line}, column {c!r} is empty.")
+        x, y = (finite(cells[c], path, kind, line, c) for c in ("x", "y"))
         key = (codes["network"], codes["station"]) if keyed_by_network else codes["station"]
         if key in positions:
-            raise ValueError(f"station file {path}: line {line}, column 'station': station {_label(key)} is already "
+            raise ValueError(f"{kind} {path}: line {line}, column 'station': station {_label(key)} is already "
                              f"on line {positions[key][2]}.")
-        positions[key] = (xy[0], xy[1], line)
+        positions[key] = (x, y, line)
     if not positions:
         raise ValueError(f"station file {path} lists no stations; add one line 'station,x,y' per station.")
     return positions, keyed_by_network
