@@ -1,5 +1,6 @@
 """Seismic traces (miniSEED, SAC, anything ``obspy.read`` reads) and a station file, read into samples ``(M, 5)``,
-columns ``(x, y, t, u, v)``; the conventions are in :mod:`pinn.training.traces`, which turns them into observations.
+columns ``(x, y, t, u, v)``; the SEED codes are those of :mod:`pinn.io.seed_codes`, and
+:mod:`pinn.training.traces` describes the files and turns them into observations.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import obspy
 from obspy import UTCDateTime
 
 from pinn.io.csv_table import finite, read_table
+from pinn.io.seed_codes import COMPONENTS, ORIENTATIONS
 
-ORIENTATIONS = {"E": 0, "Z": 1}  # last letter of the channel code -> column of (u, v), as pinn.io.seismograms writes
-COMPONENTS = ("u", "v")
 STATION_COLUMNS = ("station", "x", "y")
 COINCIDENT = 1e-9  # of a sample interval: E and Z samples this close are the same instant, float rounding aside
 SINGLE_PRECISION = 1.2e-7  # relative rounding of a float32 (2**-23)
@@ -135,7 +135,7 @@ def _read_segments(files: list[str], positions: dict, keyed_by_network: bool, st
                                  "number.")
             start = float(s.starttime - origin)
             k = np.arange(0, s.npts, every)
-            segments.setdefault(key, ([], []))[ORIENTATIONS[orientation]].append({
+            segments.setdefault(key, ([], []))[ORIENTATIONS.index(orientation)].append({
                 "t": start + k * delta, "data": data[k], "delta": delta, "start": start,
                 "end": start + (s.npts - 1) * delta, "id": tr.id, "file": path, "location": s.location,
             })

@@ -47,6 +47,7 @@ import torch
 from obspy import UTCDateTime
 from torch import Tensor
 
+from pinn.io.seed_codes import TIME_ZERO
 from pinn.io.trace_files import read_traces
 from pinn.problems.closed_form import Problem
 from pinn.training.observations import QUANTITIES, Observations
@@ -90,7 +91,7 @@ class TraceObservations(Observations):
         if location is not None and not isinstance(location, str):
             raise ValueError(f"data.observations.location={location!r} must be a SEED location code or null.")
         if time_zero is None:
-            origin = UTCDateTime(0)
+            origin = TIME_ZERO
         else:
             try:
                 origin = UTCDateTime(time_zero)
