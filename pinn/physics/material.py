@@ -203,7 +203,7 @@ def check_inverse_setup(problem, unknowns: Unknowns) -> None:
         raise ValueError("data.problem.initial: snapshot takes the state at t0 from the reference solution on the true "
                          "medium, which an inverse run must not see: use initial: rest (the medium at rest at t0, "
                          "moved by the known sources).")
-    if getattr(problem, "_displacement_scale", None) is None:
+    if getattr(problem, "displacement_scale", None) is None:
         raise ValueError("data.problem.displacement_scale is unset, so it would come from the reference solution on "
                          "the true medium: set it to the size of the recorded displacement (m), e.g. the largest "
                          "observed amplitude.")

@@ -42,5 +42,5 @@ def inverse_scales(problem: Problem, material) -> Scales:
         v = material.at(plane_points(d, 21, 21).float())
     vp = ((v.lam + 2 * v.mu) / v.rho).sqrt()
     vp_max, rho_max = float(torch.as_tensor(vp).max()), float(torch.as_tensor(v.rho).max())
-    return wave_scales(vp_max, rho_max, problem._displacement_scale, problem.peak_frequency(), problem.side(),
-                       problem._time_scale)
+    return wave_scales(vp_max, rho_max, problem.displacement_scale, problem.peak_frequency(), problem.side(),
+                       problem.time_scale)
