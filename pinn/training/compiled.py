@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
+from pinn.compat import has_triton, inductor_default_cache_dir, set_inductor_compile_threads
 from pinn.networks.taylor import taylor_applies, taylor_streams
 
 # A first compile cost 21 s for the main job on a 2-core CPU and saved 19 ms of a 43 ms step (break-even after about
@@ -33,10 +34,8 @@ MIN_EVALUATIONS = 2000
 def _chosen_cache_dir() -> str | None:
     """``$TORCHINDUCTOR_CACHE_DIR`` where the user set it. torch writes its own default into that variable the first
     time it needs the cache (importing Lightning does), so that value does not count as chosen."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
     value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    return None if not value or os.path.abspath(value) == os.path.abspath(default_cache_dir()) else value
+    return None if not value or os.path.abspath(value) == os.path.abspath(inductor_default_cache_dir()) else value
 
 
 def cache_dir() -> Path:
@@ -60,16 +59,12 @@ def configure_compiler() -> None:
     """
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir())
     if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-        import torch._inductor.config
-
-        torch._inductor.config.compile_threads = 1
+        set_inductor_compile_threads(1)
 
 
 def compiler_missing(device: torch.device) -> str | None:
     """Why inductor cannot compile for ``device`` here (no C++ compiler; no Triton for CUDA), or ``None``."""
     if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
         return None if has_triton() else "Triton is not installed"
     if device.type != "cpu":
         return f"the {device.type} device"
