@@ -24,8 +24,8 @@ _HOMES = {
     "strain": "pinn.physics.elasticity",
     "stress": "pinn.physics.elasticity",
     "traction": "pinn.physics.elasticity",
-    "TrainableMaterial": "pinn.physics.material",
-    "Unknowns": "pinn.physics.material",
+    "TrainableMaterial": "pinn.physics.unknowns",
+    "Unknowns": "pinn.physics.unknowns",
     "Domain": "pinn.problems",
     "Manufactured": "pinn.problems",
     "PlaneWaves": "pinn.problems",
@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
     from pinn.physics.elasticity import Material, residual, strain, stress, traction
     from pinn.physics.fields import Fields
-    from pinn.physics.material import TrainableMaterial, Unknowns
+    from pinn.physics.unknowns import TrainableMaterial, Unknowns
     from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
     from pinn.training.data import ElasticDataModule
     from pinn.training.module import ElasticPINN, LossWeights

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from pinn.io.checkpointing import RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
-from pinn.physics.material import Unknowns
+from pinn.physics.unknowns import Unknowns
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.data import ElasticDataModule

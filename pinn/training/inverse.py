@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from pinn.physics.inversion import TrainableField, TrainableLayers, plane_points
-from pinn.physics.material import TrainableMaterial, Unknowns
 from pinn.physics.units import Scales, wave_scales
+from pinn.physics.unknowns import TrainableMaterial, Unknowns
 from pinn.problems.closed_form import Problem
 
 

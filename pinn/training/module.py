@@ -17,8 +17,8 @@ from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
-from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.physics.units import Scales
+from pinn.physics.unknowns import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.training.balancing import Balancer, GradNormBalancing
@@ -41,7 +41,7 @@ class ElasticPINN(L.LightningModule):
     t = t0, and squared velocity misfit at t = t0 (Raissi, Perdikaris & Karniadakis 2019), plus ``data``, the
     squared misfit to observed displacements, when the batch carries observations.
 
-    With ``unknowns`` the material in the residual is a :class:`~pinn.physics.material.TrainableMaterial` (its
+    With ``unknowns`` the material in the residual is a :class:`~pinn.physics.unknowns.TrainableMaterial` (its
     parameters are ``nn.Parameter`` s of this module, so checkpoints carry them) trained jointly with the
     network in its own optimizer parameter group.
 
