@@ -6,8 +6,7 @@ derivative streams on the interior points), not the whole loss. Profiling the ea
 matrix products, which compiling does not speed up, and most of the rest in the elementwise products of the streams,
 a dozen passes over ``(8, N, W)`` arrays per layer forward and backward, which compiling fuses. The boundary and
 initial terms (a few streams on fewer points) and the loss terms stay eager. Compiling the whole loss instead took
-25 s to compile and gave 41 ms a step on the 2-core development machine, against 18-21 s and 23-25 ms for the
-streams alone (separate runs; ``docs/speed.md``).
+longer to compile and gave slower steps than the streams alone (measurements in ``docs/speed.md``, *Compiling*).
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ from torch import Tensor
 from pinn.compat import has_triton, inductor_default_cache_dir, set_inductor_compile_threads
 from pinn.networks.taylor import taylor_applies, taylor_streams
 
-# A first compile cost 21 s for the main job on a 2-core CPU and saved 19 ms of a 43 ms step (break-even after about
-# 1100 evaluations); below this many loss evaluations it would not pay for itself. A warm cache (~3 s) pays off much
+# Below this many loss evaluations a first compile would not pay for itself: the time it saves per step wins back
+# its cost after about a thousand steps of the main job (docs/speed.md, *Compiling*). A warm cache pays off much
 # sooner, but whether it is warm is not known before compiling.
 MIN_EVALUATIONS = 2000
 
@@ -52,9 +51,8 @@ def configure_compiler() -> None:
     """Point inductor at :func:`cache_dir` and compile in this process (unless the environment says otherwise).
 
     Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` each time it opens its cache, so setting it before the first compile
-    suffices. Its default pool of compile workers costs a start-up of its own: compiling one hidden layer's update
-    took 12.1 s with the pool and 8.8 s without on 2 cores; for the streams compiled now, 18.4 s with it and 17.7
-    and 20.1 s without (two runs), no clear difference. So one thread, unless ``TORCHINDUCTOR_COMPILE_THREADS`` is
+    suffices. Its default pool of compile workers costs a start-up of its own, which was not won back in the
+    compiles measured (``docs/speed.md``, *Compiling*). So one thread, unless ``TORCHINDUCTOR_COMPILE_THREADS`` is
     set, which also spares the worker processes.
     """
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir())
