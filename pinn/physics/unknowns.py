@@ -93,7 +93,8 @@ class Unknowns:
 
 
 class TrainableMaterial(nn.Module):
-    """A :class:`~pinn.physics.elasticity.Material` whose unknown entries are ``nn.Parameter`` s (see the module docstring).
+    """A :class:`~pinn.physics.elasticity.Material` whose unknown entries are ``nn.Parameter`` s (see the module
+    docstring).
 
     Known entries are float buffers, so a checkpoint carries the whole material. ``lam``, ``mu`` and ``rho``
     are 0-d tensors that ``pinn.physics.elasticity.residual`` reads like the fields of a ``Material``.
