@@ -24,8 +24,8 @@ _HOMES = {
     "strain": "pinn.physics.elasticity",
     "stress": "pinn.physics.elasticity",
     "traction": "pinn.physics.elasticity",
-    "TrainableMaterial": "pinn.physics.material",
-    "Unknowns": "pinn.physics.material",
+    "TrainableMaterial": "pinn.physics.unknowns",
+    "Unknowns": "pinn.physics.unknowns",
     "Domain": "pinn.problems",
     "Manufactured": "pinn.problems",
     "PlaneWaves": "pinn.problems",
@@ -37,8 +37,8 @@ _HOMES = {
     "FileObservations": "pinn.training.observations",
     "Observations": "pinn.training.observations",
     "SyntheticObservations": "pinn.training.observations",
-    "read_observations": "pinn.training.observations",
-    "write_observations": "pinn.training.observations",
+    "read_observations": "pinn.io.observation_files",
+    "write_observations": "pinn.io.observation_files",
     "ResidualResampling": "pinn.training.resampling",
     "ResampleRule": "pinn.training.sampling",
 }
@@ -62,22 +62,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from pinn.io.observation_files import read_observations, write_observations
     from pinn.networks.derivatives import autograd_fields, compute_fields, taylor_fields
     from pinn.networks.mlp import MLP
     from pinn.optim import PersistentAdam, StatelessAdam, persistent_adam
     from pinn.physics.elasticity import Material, residual, strain, stress, traction
     from pinn.physics.fields import Fields
-    from pinn.physics.material import TrainableMaterial, Unknowns
+    from pinn.physics.unknowns import TrainableMaterial, Unknowns
     from pinn.problems import Domain, Manufactured, PlaneWaves, Problem, Wave
     from pinn.training.data import ElasticDataModule
     from pinn.training.module import ElasticPINN, LossWeights
-    from pinn.training.observations import (
-        FileObservations,
-        Observations,
-        SyntheticObservations,
-        read_observations,
-        write_observations,
-    )
+    from pinn.training.observations import FileObservations, Observations, SyntheticObservations
     from pinn.training.resampling import ResidualResampling
     from pinn.training.restore import load
     from pinn.training.sampling import ResampleRule

@@ -221,6 +221,12 @@ class PINNCLI(LightningCLI):
             rank_zero_info(f"Seed set to {config.seed_everything}")
 
 
+# `pinn --help` lists the subcommands LightningCLI builds; `reference` is dispatched before it (see main), so the
+# description names it
+DESCRIPTION = ("Physics-informed neural networks for 2D elastic waves. Subcommands: fit, validate, test and predict "
+               "below, and reference (pinn reference -c CONFIG), which computes and caches the finite-difference "
+               "reference of the config's problem; pinn reference --help says more.")
+
 def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
     """Build and run the CLI (``args`` as a list or dict for tests, else ``sys.argv``; ``run=False`` only
     parses the configuration and instantiates the classes)."""
@@ -239,6 +245,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> PINNCLI:
         save_config_callback=SaveConfigToCheckpoint,
         save_config_kwargs={"overwrite": True},
         parser_class=PINNArgumentParser,
+        parser_kwargs={"description": DESCRIPTION},
         auto_configure_optimizers=False,  # no top-level --optimizer/--lr_scheduler: model.optimizer is the one way
     )
 

@@ -6,10 +6,14 @@ installed versions and fails naming the attribute and the version, so an upgrade
 rather than in the middle of a training run. ``pyproject.toml`` pins Lightning to the minor versions these tests
 pass on, and CI runs them on the lowest and the highest.
 
-One private hook is overridden rather than called: ``LightningCLI._instantiate_trainer(config, callbacks)`` in
-:class:`pinn.cli.PINNCLI`, the only place that sees the callbacks added with ``add_lightning_class_args`` before
-the Trainer is built (the public ``instantiate_trainer(**kwargs)`` does not get them); the test checks that
-LightningCLI still routes through it.
+Two private hooks of ``LightningCLI`` are overridden in :class:`pinn.cli.PINNCLI` rather than called; the tests
+check that LightningCLI still routes through them:
+
+- ``_instantiate_trainer(config, callbacks)``, the only place that sees the callbacks added with
+  ``add_lightning_class_args`` before the Trainer is built (the public ``instantiate_trainer(**kwargs)`` does not
+  get them);
+- ``_parse_ckpt_path()``, disabled: it reads the checkpoint unverified and puts its model hyper-parameters over the
+  given config, and no public option turns that off.
 
 Not listed here: ``torch._foreach_*`` in :mod:`pinn.optim.persistent_adam`. Those are the multi-tensor kernels that
 ``torch.optim.Adam`` itself is built on, exported by torch for optimizers to use; they are covered by the
@@ -120,6 +124,37 @@ def event_file_writer(writer: Any):
     a new sub-folder instead. Lightning's ``TensorBoardLogger.log_hyperparams`` calls this same private method.
     """
     return writer._get_file_writer()
+
+
+# ---- torch.compile (inductor) -------------------------------------------------------------------------------
+def inductor_default_cache_dir() -> str:
+    """The kernel cache folder inductor picks when ``TORCHINDUCTOR_CACHE_DIR`` is unset (under ``/tmp``).
+
+    torch writes this default into the variable the first time it needs the cache, so telling a folder the user
+    chose from torch's own needs the default; torch exports no public function that gives it.
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return default_cache_dir()
+
+
+def set_inductor_compile_threads(threads: int) -> None:
+    """Compile with ``threads`` threads (1: in this process, no pool of worker processes).
+
+    Inductor's options live in the private ``torch._inductor.config``. Its ``compile_threads`` is decided once, from
+    ``TORCHINDUCTOR_COMPILE_THREADS`` or the core count, when that module is first imported (which importing
+    Lightning may already have done), so setting the variable later has no effect.
+    """
+    import torch._inductor.config
+
+    torch._inductor.config.compile_threads = threads
+
+
+def has_triton() -> bool:
+    """Whether Triton, which inductor needs for CUDA kernels, is installed and usable; torch's own check is private."""
+    from torch.utils._triton import has_triton
+
+    return has_triton()
 
 
 # ---- argparse / jsonargparse ---------------------------------------------------------------------------------

@@ -75,3 +75,13 @@ def test_resume_last_without_a_previous_run_is_an_error(tmp_path):
     out = run_pinn("fit", "-c", config, *TINY, "--ckpt_path", "last", cwd=tmp_path)
     assert out.returncode == 2
     assert "no last.ckpt" in out.stderr
+
+
+def test_help_lists_every_subcommand():
+    out = run_pinn("--help", cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for sub in ("fit", "validate", "test", "predict", "reference"):
+        assert sub in out.stdout, sub
+    assert "pinn reference --help" in " ".join(out.stdout.split())  # argparse wraps the description
+    out = run_pinn("reference", "--help", cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.startswith("usage: pinn reference -c CONFIG"), out.stderr[-2000:]

@@ -6,6 +6,7 @@ A failure names the attribute and the installed versions: update :mod:`pinn.comp
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import signal
 
@@ -217,3 +218,60 @@ def test_lightning_cli_builds_the_trainer_through_instantiate_trainer(tmp_path):
     assert [type(c) for c in seen.get("callbacks", [])] == [ModelCheckpoint], (
         f"LightningCLI no longer passes its extra callbacks to _instantiate_trainer in {compat.VERSIONS}")
     assert seen["config"]["logger"] is False and cli.trainer.checkpoint_callback is not None
+
+
+def test_inductor_default_cache_dir_is_torchs_own(monkeypatch):
+    from torch._inductor.runtime import cache_dir_utils
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert compat.inductor_default_cache_dir() == cache_dir_utils.cache_dir(), (
+        f"torch._inductor.runtime.cache_dir_utils.default_cache_dir() is not inductor's cache in {compat.VERSIONS}")
+
+
+def test_set_inductor_compile_threads(monkeypatch):
+    import torch._inductor.config
+
+    require(torch._inductor.config, "compile_threads")
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", torch._inductor.config.compile_threads)
+    compat.set_inductor_compile_threads(1)
+    assert torch._inductor.config.compile_threads == 1
+
+
+def test_has_triton_answers():
+    import torch.utils._triton
+
+    require(torch.utils._triton, "has_triton")
+    assert isinstance(compat.has_triton(), bool)
+    if importlib.util.find_spec("triton") is None:
+        assert not compat.has_triton(), f"has_triton() says yes without the triton package in {compat.VERSIONS}"
+
+
+class Scaled(Tiny):
+    def __init__(self, w0: float = 0.0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.w0 = w0
+
+
+def test_lightning_cli_puts_checkpoint_hyperparameters_over_the_config_in_parse_ckpt_path(tmp_path):
+    """:class:`pinn.cli.PINNCLI` overrides ``LightningCLI._parse_ckpt_path`` to do nothing: LightningCLI's puts the
+    model hyper-parameters of a checkpoint over the given config, unverified. Here a checkpoint says ``w0=5``."""
+    from pinn.cli import PINNCLI
+
+    require(LightningCLI, "_parse_ckpt_path")
+    ckpt = tmp_path / "w0.ckpt"
+    torch.save({"hyper_parameters": {"w0": 5.0}}, ckpt)
+
+    class CLI(LightningCLI):
+        def _run_subcommand(self, subcommand):  # only the parsing is under test
+            pass
+
+    class Disabled(CLI):
+        _parse_ckpt_path = PINNCLI._parse_ckpt_path
+
+    args = ["validate", f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false"]
+    assert CLI(Scaled, save_config_callback=None, args=args).model.w0 == 5.0, (
+        f"LightningCLI no longer reads the checkpoint's hyper-parameters in _parse_ckpt_path in {compat.VERSIONS}: "
+        "PINNCLI's override may be dropped")
+    assert Disabled(Scaled, save_config_callback=None, args=args).model.w0 == 0.0
+    assert PINNCLI._parse_ckpt_path is not LightningCLI._parse_ckpt_path

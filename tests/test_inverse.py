@@ -16,7 +16,7 @@ from pinn.cli import cli_main, main
 from pinn.io.checkpointing import load_checkpoint
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import Material
-from pinn.physics.material import TrainableMaterial, Unknowns
+from pinn.physics.unknowns import TrainableMaterial, Unknowns
 from pinn.problems.closed_form import Domain, Manufactured, PlaneWaves, Wave
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN, LossWeights

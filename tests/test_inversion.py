@@ -22,9 +22,9 @@ from pinn.physics.inversion import (
     material_errors,
     trained_quantities,
 )
-from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.physics.media import Inclusion, Layered, Properties
 from pinn.physics.sources import PointForce, Ricker
+from pinn.physics.unknowns import Unknowns, check_inverse_setup
 from pinn.problems import Boundaries, Domain, PlaneWaves, Wave, WaveProblem
 from pinn.problems.receivers import ReceiverLine, Receivers
 from pinn.problems.reference import ReferenceSettings

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from pinn.io.material_history import MaterialHistory, estimates, read_history
 from pinn.physics.elasticity import Material
 from pinn.physics.inversion import FieldUnknowns, LayerUnknowns, TrainableField, TrainableLayers
-from pinn.physics.material import Unknowns
+from pinn.physics.unknowns import Unknowns
 from pinn.problems import Domain
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.training.data import ElasticDataModule

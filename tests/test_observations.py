@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from pinn.cli import cli_main, main
+from pinn.io.observation_files import read_observations, write_observations
 from pinn.physics.elasticity import Material
 from pinn.problems.closed_form import Domain, PlaneWaves, Wave
 from pinn.training.data import ElasticDataModule
-from pinn.training.observations import FileObservations, SyntheticObservations, read_observations, write_observations
+from pinn.training.observations import FileObservations, SyntheticObservations
 
 DOMAIN = Domain(x=(0.0, 2.0), y=(-1.0, 1.0), t=(0.0, 0.5))
 
@@ -98,6 +99,9 @@ def test_csv_columns_in_any_order_extra_columns_and_blank_lines(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("station, v ,t,u,x,y\nA,0.5,0.1,-0.25,1.5,0.0\n\nB,1e-3,0.2,2,0.25,-0.5\n")
     expected = torch.tensor([[1.5, 0.0, 0.1, -0.25, 0.5], [0.25, -0.5, 0.2, 2.0, 1e-3]], dtype=torch.float64)
+    torch.testing.assert_close(read_observations(path), expected)
+    # a spreadsheet's byte-order mark does not glue onto the first column's name (the station files' reader)
+    path.write_text("\ufeffstation, v ,t,u,x,y\nA,0.5,0.1,-0.25,1.5,0.0\n\nB,1e-3,0.2,2,0.25,-0.5\n", encoding="utf-8")
     torch.testing.assert_close(read_observations(path), expected)
 
 

@@ -81,3 +81,19 @@ def test_manufactured_initial_data():
     torch.testing.assert_close(m.initial_displacement(xy0)[:, 1], torch.zeros_like(x))
     expected_v_t = 2 * math.pi * torch.cos(math.pi * x) * torch.cos(math.pi * y)
     torch.testing.assert_close(m.initial_velocity(xy0)[:, 1], expected_v_t)
+
+
+def test_scale_settings_are_read_only_and_stay_out_of_the_reference_key():
+    from pinn.physics.sources import PointForce
+    from pinn.problems import WaveProblem
+
+    def problem(**scales) -> WaveProblem:
+        return WaveProblem(Domain((0.0, 100.0), (0.0, 100.0), (0.0, 0.1)), sources=[PointForce((50.0, 50.0))],
+                           **scales)
+
+    given, default = problem(displacement_scale=1e-6, time_scale="crossing"), problem()
+    assert (given.displacement_scale, given.time_scale) == (1e-6, "crossing")
+    assert (default.displacement_scale, default.time_scale) == (None, "period")
+    assert given.content_key() == default.content_key()  # the scales do not change the solution
+    with pytest.raises(AttributeError):
+        given.displacement_scale = 1.0

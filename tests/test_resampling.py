@@ -45,7 +45,7 @@ def test_rad_resample_concentrates_on_the_high_residual_region():
         fractions.append(float((pool[:, 0] < -0.25).float().mean()))
     # slab probability (1 + a) / 2 = 0.625 for a = 1/4 (uniform sampling: 0.25); 2000 draws, s.e. 0.011
     assert abs(sum(fractions) / 5 - 0.625) < 0.04
-    assert (dm.resamples, dm.points_moved, dm.pool_version) == (5, 2000, 5)
+    assert dm.pool_version == 5
 
 
 def test_rar_d_resample_grows_to_the_cap_keeping_old_points():
@@ -63,6 +63,16 @@ def test_rar_d_resample_grows_to_the_cap_keeping_old_points():
     assert dm.pool_version == version and torch.equal(dm.generator.get_state(), state)
 
 
+
+def test_checkpoints_with_the_old_resampling_counters_still_load():
+    dm = make_dm()
+    dm.resample(ResampleRule("rad", n_candidates=2000), slab_residual)
+    saved = dm.state_dict()
+    assert set(saved) == {"pools", "generator", "pool_version"}
+    other = make_dm(seed=99)
+    other.load_state_dict({**saved, "resamples": 1, "points_moved": 400})  # as written before they were dropped
+    assert other.pool_version == 1 and torch.equal(other.pools["interior"], dm.pools["interior"])
+
 def test_resample_is_a_pure_function_of_the_saved_state():
     dm = make_dm()
     rule = ResampleRule("rad", n_candidates=2000)
@@ -75,7 +85,7 @@ def test_resample_is_a_pure_function_of_the_saved_state():
     other.resample(rule, slab_residual)
     for name, pool in after.items():
         assert torch.equal(other.pools[name], pool)
-    assert (other.resamples, other.points_moved, other.pool_version) == (2, 800, 2)
+    assert other.pool_version == 2
     assert torch.equal(other.generator.get_state(), dm.generator.get_state())
 
 
@@ -180,7 +190,7 @@ def test_callback_resamples_on_schedule_trains_on_the_new_pool_and_logs(tmp_path
                         limit_val_batches=0, accelerator="cpu")
     trainer.fit(model, datamodule=dm)
     assert [s for s in range(11) if callback.due(s)] == [3, 6, 9]
-    assert (dm.resamples, dm.points_moved, dm.pool_version) == (3, 192, 3)
+    assert dm.pool_version == 3
     assert watch.same == [True] * 10  # Lightning prefetches a batch, yet every step sees the current pool
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "histograms": 0})
     events.Reload()
@@ -198,7 +208,7 @@ def test_callback_resamples_once_per_optimizer_step_under_gradient_accumulation(
                         limit_val_batches=0, accelerator="cpu",
                         callbacks=[ResidualResampling("rad", every_n_steps=2, n_candidates=100, log_images=False)])
     trainer.fit(model, datamodule=dm)
-    assert trainer.global_step == 5 and dm.resamples == 2  # at steps 2 and 4, not again on their next micro-batch
+    assert trainer.global_step == 5 and dm.pool_version == 2  # at steps 2 and 4, not again on their next micro-batch
 
 
 @pytest.mark.parametrize("kwargs, match", [({"every_n_steps": 0}, "every_n_steps=0"),
@@ -222,5 +232,5 @@ def test_rad_config_runs_through_the_cli(tmp_path):
     ckpt = torch.load(tmp_path / "plane_wave_rad/version_0/checkpoints/last.ckpt", weights_only=True)
     state = ckpt["ElasticDataModule"]
     # steps 2, 4 and 6: the last checkpoint holds the pool that a run resumed from it trains on
-    assert (state["resamples"], state["points_moved"]) == (3, 384)
+    assert state["pool_version"] == 3
     assert state["pools"]["interior"].shape == (128, 3)

@@ -28,9 +28,9 @@ from pinn.cli import cli_main
 from pinn.io.checkpointing import CheckpointError, RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
 from pinn.networks.mlp import Factorization, FourierFeatures
 from pinn.physics.inversion import FieldUnknowns, LayerUnknowns
-from pinn.physics.material import Unknowns
 from pinn.physics.media import Inclusion, Layered, Properties
 from pinn.physics.sources import PointForce, Ricker
+from pinn.physics.unknowns import Unknowns
 from pinn.problems import Boundaries, Domain, Problem, WaveProblem
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.problems.receivers import ReceiverLine, Receivers

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pinn.io.seismograms import band_code, channel_codes, write_seismograms
+from pinn.io.seed_codes import band_code, channel_codes
+from pinn.io.seismograms import write_seismograms
 from pinn.problems.receivers import ReceiverLine, Receivers
 
 DOMAIN = SimpleNamespace(x=(0.0, 300.0), y=(0.0, 300.0), t=(0.0, 0.5))

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from pinn.io.checkpointing import RunCheckpoint, VerifiedCheckpointIO, load_checkpoint
-from pinn.physics.material import Unknowns
+from pinn.physics.unknowns import Unknowns
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.data import ElasticDataModule
@@ -191,3 +191,13 @@ def test_lbfgs_stage_in_float64_converts_the_network_at_the_switch(tmp_path):
     resumed, _, _ = _run(tmp_path, 5, model={"lbfgs": stage}, ckpt_path=tmp_path / "last.ckpt")
     assert resumed.dtype == torch.float64 and resumed.stage == "lbfgs"
 
+
+
+def test_the_pool_version_of_the_lbfgs_history_loads_under_its_old_name():
+    model = ElasticPINN(PlaneWaves([Wave()]), width=8, depth=1)
+    checkpoint = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["optimizer_stage"]["pool_version"] == 0
+    for key in ("pool_version", "points_version"):  # points_version: checkpoints written before the rename
+        model.on_load_checkpoint({"state_dict": model.state_dict(), "optimizer_stage": {"name": "adam", key: 7}})
+        assert model.pool_version == 7

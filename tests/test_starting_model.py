@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from pinn.physics.inversion import FieldUnknowns, LayerUnknowns, TrainableField, TrainableLayers
-from pinn.physics.material import Unknowns
 from pinn.physics.starting_model import grid_start, read_layer_table
+from pinn.physics.unknowns import Unknowns
 from pinn.problems import Domain
 
 ROOT = Path(__file__).resolve().parents[1]

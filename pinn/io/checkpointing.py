@@ -46,7 +46,8 @@ class VerifiedCheckpointIO(TorchCheckpointIO):
     always ``weights_only``, whatever the caller asks for.
 
     Args:
-        compress: DEFLATE the archive's entries (about 13 % smaller; costs about 10 ms per MB saved).
+        compress: DEFLATE the archive's entries: a smaller file for a little more save time (sizes and times in
+            ``docs/benchmarks.md``, *Checkpoints*).
     """
 
     def __init__(self, compress: bool = True) -> None:

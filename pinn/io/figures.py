@@ -194,8 +194,8 @@ def magnitude_frames(
     """RGB frames ``(H, W, 3)`` of the displacement magnitude at every time of ``disp (nt, ny, nx, 2)``.
 
     One figure is laid out and drawn once, on one colour scale for the whole clip; each frame then redraws only
-    the image, the spines over it and the title onto that background (blitting), which is ~10x faster than a
-    full draw.
+    the image, the spines over it and the title onto that background (blitting), so that a long clip does not
+    cost a full draw per frame (``docs/monitoring.md``).
     """
     mag = np.sqrt((disp**2).sum(-1))  # (nt, ny, nx)
     fig = new_figure(5.0, 4.6, dpi)

@@ -9,20 +9,10 @@ or simulated) traces when given, in SI units (m, s), into one folder:
 - ``seismograms.mseed``: every trace in one miniSEED file, FLOAT64 encoding (the arrays, bit for bit).
 - ``seismograms.sac/NET.STA.LOC.CHA.sac``: the same traces, one SAC file each.
 
-SEED codes of each trace (``NET.STA.LOC.CHA``):
-
-- network: ``network`` (default ``XX``); station: the receiver's name.
-- location: ``PN`` for the PINN, ``RF`` for the reference, so one file holds both and they stay apart.
-- channel: band + instrument + orientation. The band code follows the SEED table for broadband
-  channels by sample rate (``C`` for 250 to 1000 Hz, ``H`` for 80 to 250 Hz, ``B`` for 10 to 80 Hz, ...,
-  see :func:`band_code`): a synthetic has no corner period, and broadband is what it resembles. The instrument
-  code is ``X``, FDSN's code for derived or generated channels. The orientation is ``E`` for ``u``
-  (x, to the right, taken as east) and ``Z`` for ``v`` (y, up). So 500 samples per second give ``CXE`` and ``CXZ``.
-
-Time: the problem's time zero maps to 1970-01-01T00:00:00 (``UTCDateTime(0)``), so a trace starts at
-``UTCDateTime(0) + t[0]``. The sample interval is ``(t[-1] - t[0]) / (T - 1)``, which is ``t[1] - t[0]`` for the
-evenly spaced times traces need; uneven times are refused. miniSEED and SAC store the rate in single precision,
-so ``delta`` reads back to about 1e-7 relative.
+SEED codes (``NET.STA.LOC.CHA``) and the time zero of the traces: see :mod:`pinn.io.seed_codes`. The sample
+interval is ``(t[-1] - t[0]) / (T - 1)``, which is ``t[1] - t[0]`` for the evenly spaced times traces need; uneven
+times are refused. miniSEED and SAC store the rate in single precision, so ``delta`` reads back to about 1e-7
+relative.
 
 SAC headers: the receiver's ``x`` and ``y`` (m) are in ``user0`` and ``user1`` (``kuser0`` says ``x_y_m``);
 ``stla``/``stlo`` are latitude and longitude in degrees and stay unset. ``idep`` is ``IDISP``
@@ -36,36 +26,19 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.lines import Line2D
-from obspy import Stream, Trace, UTCDateTime
+from obspy import Stream, Trace
 from obspy.core.util import AttribDict
 
 from pinn.io.figures import new_figure
+from pinn.io.seed_codes import COMPONENTS, LOCATIONS, TIME_ZERO, channel_codes
 
-TIME_ZERO = UTCDateTime(0)  # the problem's t = 0
-COMPONENTS = ("u", "v")
-ORIENTATIONS = ("E", "Z")  # SEED orientation codes of u (x, right) and v (y, up)
 SAC_ORIENTATIONS = ((90.0, 90.0), (0.0, 0.0))  # (cmpaz, cmpinc) of u and v: azimuth from north, angle from up
-INSTRUMENT = "X"  # FDSN instrument code for derived or generated channels
-LOCATIONS = {"pinn": "PN", "reference": "RF"}
 SAC_IDISP = 6  # SAC's enumerated value for displacement in the idep header
-# SEED broadband band codes: (lowest sample rate in Hz, code), highest first; slower than the last is Q.
-BANDS = ((5000.0, "J"), (1000.0, "F"), (250.0, "C"), (80.0, "H"), (10.0, "B"), (1.0 + 1e-9, "M"),
-         (0.1 + 1e-12, "L"), (0.01 + 1e-12, "V"), (0.001 + 1e-12, "U"), (1e-4, "R"), (1e-5, "P"), (1e-6, "T"))
 SPACING_TOLERANCE = 1e-3  # of a sample interval: looser than float32 times' rounding, far tighter than resampling
 ROWS_MAX = 6  # more receivers than this are drawn as a record section, one panel per component
 CODE = re.compile(r"[A-Za-z0-9]+")
 PINN_STYLE = {"color": "C0", "lw": 1.2}
 REFERENCE_STYLE = {"color": "k", "lw": 1.0, "ls": "--"}
-
-
-def band_code(sampling_rate: float) -> str:
-    """SEED band code of a broadband channel sampled at ``sampling_rate`` Hz."""
-    return next((code for low, code in BANDS if sampling_rate >= low), "Q")
-
-
-def channel_codes(sampling_rate: float) -> tuple[str, str]:
-    """The channel codes of ``u`` and ``v`` at ``sampling_rate`` Hz, e.g. ``("CXE", "CXZ")`` at 500 Hz."""
-    return tuple(band_code(sampling_rate) + INSTRUMENT + o for o in ORIENTATIONS)
 
 
 def sample_interval(t: np.ndarray) -> float:

@@ -16,7 +16,7 @@ interface the Lamé parameters and the density blend with the smooth step of :mo
 
 A field (:class:`FieldUnknowns`), for elastography and non-destructive testing from full-field displacement:
 unconstrained values :math:`a, b, c` on an ``nx x ny`` grid of nodes spanning the domain, interpolated bilinearly,
-and mapped as in :mod:`pinn.physics.material`:
+and mapped as in :mod:`pinn.physics.unknowns`:
 
 .. math::
     \mu = \mu_{\min} + e^{a(x, y)}, \qquad \lambda = e^{b(x, y)} - \mu, \qquad \rho = e^{c(x, y)}

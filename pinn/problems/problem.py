@@ -245,6 +245,16 @@ class WaveProblem(Problem):
                               f"{2.33 * source.width:.3g} m inside that edge or narrow it.", stacklevel=3)
 
     @property
+    def displacement_scale(self) -> float | None:
+        """The displacement scale U (m) the config gives, or None: then :attr:`scales` takes it from the reference."""
+        return self._displacement_scale
+
+    @property
+    def time_scale(self) -> str:
+        """How :attr:`scales` picks the time scale: ``period`` (of the sources) or ``crossing`` (of the domain)."""
+        return self._time_scale
+
+    @property
     def scales(self) -> Scales:
         r"""Scales from the waves (see :mod:`pinn.physics.units`): T = 1 / omega with omega = 2 pi f_peak, the
         highest peak frequency of the sources' wavelets, and L = vp_max T (a wavelength over 2 pi), so that a wave's

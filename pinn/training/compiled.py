@@ -6,8 +6,7 @@ derivative streams on the interior points), not the whole loss. Profiling the ea
 matrix products, which compiling does not speed up, and most of the rest in the elementwise products of the streams,
 a dozen passes over ``(8, N, W)`` arrays per layer forward and backward, which compiling fuses. The boundary and
 initial terms (a few streams on fewer points) and the loss terms stay eager. Compiling the whole loss instead took
-25 s to compile and gave 41 ms a step on the 2-core development machine, against 18-21 s and 23-25 ms for the
-streams alone (separate runs; ``docs/speed.md``).
+longer to compile and gave slower steps than the streams alone (measurements in ``docs/speed.md``, *Compiling*).
 """
 
 from __future__ import annotations
@@ -22,10 +21,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
+from pinn.compat import has_triton, inductor_default_cache_dir, set_inductor_compile_threads
 from pinn.networks.taylor import taylor_applies, taylor_streams
 
-# A first compile cost 21 s for the main job on a 2-core CPU and saved 19 ms of a 43 ms step (break-even after about
-# 1100 evaluations); below this many loss evaluations it would not pay for itself. A warm cache (~3 s) pays off much
+# Below this many loss evaluations a first compile would not pay for itself: the time it saves per step wins back
+# its cost after about a thousand steps of the main job (docs/speed.md, *Compiling*). A warm cache pays off much
 # sooner, but whether it is warm is not known before compiling.
 MIN_EVALUATIONS = 2000
 
@@ -33,10 +33,8 @@ MIN_EVALUATIONS = 2000
 def _chosen_cache_dir() -> str | None:
     """``$TORCHINDUCTOR_CACHE_DIR`` where the user set it. torch writes its own default into that variable the first
     time it needs the cache (importing Lightning does), so that value does not count as chosen."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
     value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    return None if not value or os.path.abspath(value) == os.path.abspath(default_cache_dir()) else value
+    return None if not value or os.path.abspath(value) == os.path.abspath(inductor_default_cache_dir()) else value
 
 
 def cache_dir() -> Path:
@@ -53,23 +51,18 @@ def configure_compiler() -> None:
     """Point inductor at :func:`cache_dir` and compile in this process (unless the environment says otherwise).
 
     Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` each time it opens its cache, so setting it before the first compile
-    suffices. Its default pool of compile workers costs a start-up of its own: compiling one hidden layer's update
-    took 12.1 s with the pool and 8.8 s without on 2 cores; for the streams compiled now, 18.4 s with it and 17.7
-    and 20.1 s without (two runs), no clear difference. So one thread, unless ``TORCHINDUCTOR_COMPILE_THREADS`` is
+    suffices. Its default pool of compile workers costs a start-up of its own, which was not won back in the
+    compiles measured (``docs/speed.md``, *Compiling*). So one thread, unless ``TORCHINDUCTOR_COMPILE_THREADS`` is
     set, which also spares the worker processes.
     """
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir())
     if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-        import torch._inductor.config
-
-        torch._inductor.config.compile_threads = 1
+        set_inductor_compile_threads(1)
 
 
 def compiler_missing(device: torch.device) -> str | None:
     """Why inductor cannot compile for ``device`` here (no C++ compiler; no Triton for CUDA), or ``None``."""
     if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
         return None if has_triton() else "Triton is not installed"
     if device.type != "cpu":
         return f"the {device.type} device"

@@ -167,8 +167,6 @@ class ElasticDataModule(L.LightningDataModule):
         self.generator = torch.Generator().manual_seed(seed)
         self.pools: dict[str, Tensor] = {}
         self.pool_version = 0  # bumps whenever a pool is replaced, so batch permutations follow the new pool
-        self.resamples = 0  # adaptive resamples done so far
-        self.points_moved = 0  # interior points replaced or added by them, in total
         self.observations = observations
         if observations is not None:
             self.hparams["observations"] = observations.config()  # plain data, so checkpoints load with weights_only
@@ -274,8 +272,6 @@ class ElasticDataModule(L.LightningDataModule):
         moved = _count_new_rows(pool, new)
         self.pools["interior"] = new
         self.pool_version += 1
-        self.resamples += 1
-        self.points_moved += moved
         return {"moved": moved, "pool_size": new.shape[0], "residual": r}
 
     # ---- loaders -----------------------------------------------------------------------------------------
@@ -329,16 +325,12 @@ class ElasticDataModule(L.LightningDataModule):
             "pools": {k: v.clone() for k, v in self.pools.items()},
             "generator": self.generator.get_state(),
             "pool_version": self.pool_version,
-            "resamples": self.resamples,
-            "points_moved": self.points_moved,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.pools = {k: v.clone() for k, v in state["pools"].items()}
         self.generator.set_state(state["generator"])
-        self.pool_version = int(state["pool_version"])
-        self.resamples = int(state.get("resamples", 0))
-        self.points_moved = int(state.get("points_moved", 0))
+        self.pool_version = int(state["pool_version"])  # older checkpoints' resampling counters are not read
 
 
 def observation_key(observations: Observations) -> str:

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from pinn.physics.inversion import TrainableField, TrainableLayers, plane_points
-from pinn.physics.material import TrainableMaterial, Unknowns
 from pinn.physics.units import Scales, wave_scales
+from pinn.physics.unknowns import TrainableMaterial, Unknowns
 from pinn.problems.closed_form import Problem
 
 
@@ -42,5 +42,5 @@ def inverse_scales(problem: Problem, material) -> Scales:
         v = material.at(plane_points(d, 21, 21).float())
     vp = ((v.lam + 2 * v.mu) / v.rho).sqrt()
     vp_max, rho_max = float(torch.as_tensor(vp).max()), float(torch.as_tensor(v.rho).max())
-    return wave_scales(vp_max, rho_max, problem._displacement_scale, problem.peak_frequency(), problem.side(),
-                       problem._time_scale)
+    return wave_scales(vp_max, rho_max, problem.displacement_scale, problem.peak_frequency(), problem.side(),
+                       problem.time_scale)

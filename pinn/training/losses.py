@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from pinn.physics.material import NAMES
+from pinn.physics.unknowns import NAMES
 from pinn.problems.closed_form import Problem
 
 

@@ -17,8 +17,8 @@ from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
 from pinn.physics.inversion import material_errors
-from pinn.physics.material import Unknowns, check_inverse_setup
 from pinn.physics.units import Scales
+from pinn.physics.unknowns import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
 from pinn.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.training.balancing import Balancer, GradNormBalancing
@@ -41,7 +41,7 @@ class ElasticPINN(L.LightningModule):
     t = t0, and squared velocity misfit at t = t0 (Raissi, Perdikaris & Karniadakis 2019), plus ``data``, the
     squared misfit to observed displacements, when the batch carries observations.
 
-    With ``unknowns`` the material in the residual is a :class:`~pinn.physics.material.TrainableMaterial` (its
+    With ``unknowns`` the material in the residual is a :class:`~pinn.physics.unknowns.TrainableMaterial` (its
     parameters are ``nn.Parameter`` s of this module, so checkpoints carry them) trained jointly with the
     network in its own optimizer parameter group.
 
@@ -120,7 +120,7 @@ class ElasticPINN(L.LightningModule):
             self.scales = inverse_scales(self.problem, self.trainable_material)
         self.lbfgs = settings(hp, "lbfgs", LBFGSStage, lbfgs)
         self.stage = "adam"  # the optimizer stage the run is in ("adam": the configured optimizer, or "lbfgs")
-        self.points_version = 0  # the data module's pool version when the L-BFGS history began
+        self.pool_version = 0  # the data module's pool version when the L-BFGS history began
         balancing = settings(hp, "balancing", GradNormBalancing, balancing)
         self.balancer = None if balancing is None else Balancer(list(asdict(LossWeights())), balancing)
         self.weights = settings(hp, "loss_weights", LossWeights, loss_weights or LossWeights())
@@ -427,7 +427,7 @@ class ElasticPINN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = rng_states()  # global RNGs: exact resume even if a user adds e.g. dropout
         # which optimizer the saved optimizer state belongs to: configure_optimizers rebuilds that one on resume
-        checkpoint["optimizer_stage"] = {"name": self.stage, "points_version": self.points_version,
+        checkpoint["optimizer_stage"] = {"name": self.stage, "pool_version": self.pool_version,
                                          "stall": self.stall.state_dict()}
         # part of the trained model: a run loads and predicts with them, without the reference they came from
         checkpoint["scales"] = asdict(self.scales)
@@ -438,11 +438,12 @@ class ElasticPINN(L.LightningModule):
         if self.marching is not None:
             self.marching.resize(checkpoint["state_dict"], "marching.")
         check_state_dict(checkpoint["state_dict"], self.state_dict(), path)  # one clear error, not a RuntimeError
-        stage = checkpoint.get("optimizer_stage", {"name": "adam", "points_version": 0})
+        stage = checkpoint.get("optimizer_stage", {"name": "adam"})
         if stage["name"] == "lbfgs" and self.lbfgs is None:
             raise ValueError(f"{path} was saved in the L-BFGS stage, but model.lbfgs is not set: resume with the "
                              "run's own config (model.lbfgs as it was).")
-        self.stage, self.points_version = stage["name"], int(stage["points_version"])
+        # checkpoints written before the name was shared with the data module hold it as points_version
+        self.stage, self.pool_version = stage["name"], int(stage.get("pool_version", stage.get("points_version", 0)))
         if "stall" in stage:
             self.stall.load_state_dict(stage["stall"])
         if "scales" in checkpoint:  # older checkpoints have none: the problem's are found on first use

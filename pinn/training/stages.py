@@ -137,10 +137,10 @@ def advance_stage(module) -> None:
             module.double()
         trainer.strategy.optimizers = [module.lbfgs.optimizer(module.trained_parameters())]
         trainer.strategy.lr_scheduler_configs = []  # the line search sets the step length
-        module.stage, module.points_version = "lbfgs", version
-    elif module.stage == "lbfgs" and version != module.points_version:
+        module.stage, module.pool_version = "lbfgs", version
+    elif module.stage == "lbfgs" and version != module.pool_version:
         clear_history(trainer.optimizers[0])
-        module.points_version = version
+        module.pool_version = version
 
 
 @dataclass

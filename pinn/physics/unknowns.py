@@ -93,7 +93,8 @@ class Unknowns:
 
 
 class TrainableMaterial(nn.Module):
-    """A :class:`~pinn.physics.elasticity.Material` whose unknown entries are ``nn.Parameter`` s (see the module docstring).
+    """A :class:`~pinn.physics.elasticity.Material` whose unknown entries are ``nn.Parameter`` s (see the module
+    docstring).
 
     Known entries are float buffers, so a checkpoint carries the whole material. ``lam``, ``mu`` and ``rho``
     are 0-d tensors that ``pinn.physics.elasticity.residual`` reads like the fields of a ``Material``.
@@ -203,7 +204,7 @@ def check_inverse_setup(problem, unknowns: Unknowns) -> None:
         raise ValueError("data.problem.initial: snapshot takes the state at t0 from the reference solution on the true "
                          "medium, which an inverse run must not see: use initial: rest (the medium at rest at t0, "
                          "moved by the known sources).")
-    if getattr(problem, "_displacement_scale", None) is None:
+    if getattr(problem, "displacement_scale", None) is None:
         raise ValueError("data.problem.displacement_scale is unset, so it would come from the reference solution on "
                          "the true medium: set it to the size of the recorded displacement (m), e.g. the largest "
                          "observed amplitude.")
