@@ -84,3 +84,36 @@ class RelativeL2(Metric):
             err, ref = self.err2[k == j].sum(), self.ref2[k == j].sum()
             out[f"rel_l2_window/{j}"] = (err / ref).sqrt() if ref > 0 else err.new_tensor(float("nan"))
         return out
+
+
+def log_training_step(model, loss: Tensor, terms: dict[str, Tensor]) -> None:
+    """Log one training step of :class:`~pinn.training.module.ElasticPINN`: ``train/loss`` and its terms, ``lr``,
+    and where they apply the causal weights' minimum, the time window and the trained material."""
+    log = dict(on_step=True, on_epoch=False)
+    model.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, **log)
+    model.log("train/loss", loss.detach(), prog_bar=True, **log)
+    model.log("lr", model.trainer.optimizers[0].param_groups[0]["lr"], **log)
+    if model.causal_weights is not None:
+        model.log("causal/weight_min", model.causal_weights.min(), **log)
+    if model.marching is not None:
+        model.log("window", float(model.marching.current), **log)
+    if model.trainable_material is not None:
+        # tensors, not floats: converting to a float every step would make a GPU synchronise every step
+        model.log_dict({f"material/{k}": v for k, v in model.trainable_material.scalars().items()}, **log)
+
+
+def log_validation(model) -> None:
+    """Log the validation metric of a validation epoch (``val/rel_l2`` and the rest), keep its errors per slice for
+    the figure of the error in time, and the recovered material's error where the truth is known."""
+    from pinn.physics.inversion import material_errors
+
+    values = model.val_metric.compute()  # already global: the metric sums its states over processes
+    model.val_slices = (model.val_metric.times(), values.pop("slices"))
+    # sync_dist averages the equal copies on the ranks; without it Lightning warns that epoch values are per-rank.
+    model.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True, sync_dist=True)
+    model.log_dict({f"val/{k}": v.float() for k, v in values.items()}, sync_dist=True)
+    model.val_metric.reset()
+    if model.trainable_material is not None and model.truth_known():
+        errors = material_errors(model.trainable_material, model.problem.medium, model.problem.domain)
+        model.log("inverse/rel_error", errors.pop("all"), sync_dist=True)
+        model.log_dict({f"inverse/rel_error/{k}": v for k, v in errors.items()}, sync_dist=True)

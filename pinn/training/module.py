@@ -16,21 +16,21 @@ from pinn.networks.derivatives import Engine, compute_fields
 from pinn.networks.mlp import MLP, Activation, Factorization, FourierFeatures
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.physics.elasticity import residual
-from pinn.physics.inversion import material_errors
 from pinn.physics.units import Scales
 from pinn.physics.unknowns import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
-from pinn.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
+from pinn.training.checks import check_setup
 from pinn.training.compiled import CompiledKernel, decide_compile
 from pinn.training.graphs import CaptureFailed, GraphedStep, decide_graphs, replayed_optimizer_step
 from pinn.training.hparams import settings
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
-from pinn.training.losses import LossWeights, boundary_loss, loss_terms, problem_difference
-from pinn.training.metrics import RelativeL2
-from pinn.training.stages import LBFGSStage, StallWatch, advance_stage
-from pinn.training.windows import Marching, TimeWindows, initial_state_values, state_nodes, switch_optimizers
+from pinn.training.losses import LossWeights, boundary_loss, loss_terms
+from pinn.training.metrics import RelativeL2, log_training_step, log_validation
+from pinn.training.run_checkpoint import load_run_state, save_run_state
+from pinn.training.stages import LBFGSStage, StallWatch, advance_stage, watch_stall
+from pinn.training.windows import Marching, TimeWindows, initial_state_values, initial_targets, next_window, state_nodes
 
 
 class ElasticPINN(L.LightningModule):
@@ -178,22 +178,11 @@ class ElasticPINN(L.LightningModule):
         if stage == "fit":
             self.scales  # (found once, before the first step; a resumed fit then restores the stored ones)
         datamodule = getattr(compat.attached_trainer(self), "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "problem", self.problem) is not self.problem:
-            mismatch = problem_difference(self.problem, datamodule.problem)
-            if mismatch:
-                raise ValueError(f"the model and the data module hold different problems ({mismatch}): build both "
-                                 "from one problem object (the CLI links data.problem into the model).")
+        check_setup(self, datamodule, stage)
         slices = getattr(datamodule, "val_grid", (0, 0, 1))[2]
         starts = None if self.marching is None else [self.marching.start(k) for k in range(self.windows.count)]
         self.val_metric = RelativeL2(self.problem.scored_domain.t, slices, starts)
         self.test_metric = RelativeL2(self.problem.scored_domain.t, slices, starts)
-        if self.marching is not None and self.windows.count > 1 and getattr(datamodule, "observed", None) is not None:
-            raise ValueError("model.windows.count > 1 with data.observations: time windows train forward problems; "
-                             "set model.windows.count to 1 for an inverse run.")
-        unobserved = datamodule is not None and getattr(datamodule, "observed", None) is None
-        if stage == "fit" and self.trainable_material is not None and not self.problem.has_exact and unobserved:
-            raise ValueError("model.unknowns is set but data.observations is not: without recordings nothing "
-                             "constrains the material; add data.observations (see README, Inverse problems).")
 
     @property
     def material(self):
@@ -233,20 +222,13 @@ class ElasticPINN(L.LightningModule):
             return self._compute(self.net, xyt, order)
         return self.marching.fields(self.net, self.marching.current, xyt, order, self._compute)
 
+    def initial_targets(self, initial: Tensor) -> tuple[Tensor, Tensor] | None:
+        """What the current window starts from at ``initial`` (:func:`~pinn.training.windows.initial_targets`)."""
+        return initial_targets(self, initial)
+
     def to_window(self, xyt: Tensor) -> Tensor:
         """Training points over the whole interval mapped into the current window (unchanged without windows)."""
         return xyt if self.marching is None else self.marching.to_current(xyt)
-
-    def initial_targets(self, initial: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Displacement and velocity ``(N, 2)`` the current window starts from at ``initial`` (points at its start);
-        ``None`` when they are built into the output (``windows.exact_initial``)."""
-        if self.marching is not None and self.windows.exact_initial:
-            return None
-        if self.marching is None or self.marching.current == 0:
-            return self.problem.initial_displacement(initial), self.problem.initial_velocity(initial)
-        with torch.no_grad():  # the previous window's solution, frozen
-            f = self.marching.fields(self.net, self.marching.current - 1, initial, "velocity", self._compute)
-        return f.displacement.detach(), f.velocity.detach()
 
     def decide_compile(self, max_steps: int) -> bool:
         """Start compiling, or not, as ``compile`` says for a fit of ``max_steps`` steps (-1: no limit); says why
@@ -291,7 +273,7 @@ class ElasticPINN(L.LightningModule):
         # checkpoint saved at validation end; tying it to the optimizer step makes a resumed curve join without a gap.
         compat.set_logging_step(self.trainer, self.trainer.global_step)
         if self.marching is not None and self.marching.due(self.trainer.global_step):
-            self.next_window()
+            next_window(self)
         if self.lbfgs is not None:
             advance_stage(self)
         if not self._graphs_decided:
@@ -299,37 +281,13 @@ class ElasticPINN(L.LightningModule):
             self._graphs = decide_graphs(self)
         self.graph_now = self._graphs is not None and self.stage == "adam" and self._graphs.ready(batch)
 
-    def next_window(self) -> None:
-        """Finish the current window and start the next from its weights and end state, with a fresh optimizer."""
-        self.marching.advance(self.net, self._compute, self.trainer.global_step)
-        if self._kernel is not None:  # a new kernel: the compiled one may have specialised on the old time window
-            self.decide_compile(self.trainer.max_steps)
-        if self.stage == "lbfgs" and self.lbfgs.float64:
-            self.float()  # each window's Adam runs at float32 speed, as the first one did
-        self.stage, self.stall = "adam", StallWatch()
-        switch_optimizers(self.trainer, self.configure_optimizers())
-        rank_zero_info(f"Time window {self.marching.current + 1} of {self.windows.count} from step "
-                       f"{self.trainer.global_step}: t in [{self.marching.start(self.marching.current):.6g}, "
-                       f"{self.marching.start(self.marching.current + 1):.6g}] s")
-
     def stage_start(self) -> int:
         """The global step the current window began at (0 without windows): ``lbfgs.start_step`` counts from it."""
         return 0 if self.marching is None else int(self.marching.started_at)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.stage != "lbfgs" or self.lbfgs.patience is None:
-            return
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        action = self.stall.update(float(loss), self.lbfgs)
-        if action == "redraw":
-            rank_zero_info(f"L-BFGS stalled at step {self.trainer.global_step}: fresh points for every pool.")
-            self.trainer.datamodule.redraw()
-        elif action == "stop" and self.marching is not None and self.marching.current + 1 < self.windows.count:
-            self.marching.finish_early()  # the next step starts the next window
-        elif action == "stop":
-            rank_zero_info(f"L-BFGS stalled at step {self.trainer.global_step} after "
-                           f"{self.lbfgs.refreshes} fresh draws: the fit ends here.")
-            self.trainer.should_stop = True
+        if self.stage == "lbfgs" and self.lbfgs.patience is not None:
+            watch_stall(self, outputs["loss"] if isinstance(outputs, dict) else outputs)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         if not self.graph_now:
@@ -370,17 +328,7 @@ class ElasticPINN(L.LightningModule):
             # gradient stays the local one, which DDP averages
             mean = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
             loss = loss + (mean - loss.detach())
-        self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
-        if self.causal_weights is not None:
-            self.log("causal/weight_min", self.causal_weights.min(), on_step=True, on_epoch=False)
-        if self.marching is not None:
-            self.log("window", float(self.marching.current), on_step=True, on_epoch=False)
-        if self.trainable_material is not None:
-            # tensors, not floats: converting to a float every step would make a GPU synchronise every step
-            material = {f"material/{k}": v for k, v in self.trainable_material.scalars().items()}
-            self.log_dict(material, on_step=True, on_epoch=False)
+        log_training_step(self, loss, terms)
         return loss
 
     def on_fit_end(self) -> None:
@@ -394,16 +342,7 @@ class ElasticPINN(L.LightningModule):
         self.val_metric.update(self(xyt), self.problem.truth(xyt), xyt[:, 2])
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metric.compute()  # already global: the metric sums its states over processes
-        self.val_slices = (self.val_metric.times(), values.pop("slices"))  # for the figure of the error in time
-        # sync_dist averages the equal copies on the ranks; without it Lightning warns that epoch values are per-rank.
-        self.log("val/rel_l2", values.pop("rel_l2").float(), prog_bar=True, sync_dist=True)
-        self.log_dict({f"val/{k}": v.float() for k, v in values.items()}, sync_dist=True)
-        self.val_metric.reset()
-        if self.trainable_material is not None and self.truth_known():
-            errors = material_errors(self.trainable_material, self.problem.medium, self.problem.domain)
-            self.log("inverse/rel_error", errors.pop("all"), sync_dist=True)
-            self.log_dict({f"inverse/rel_error/{k}": v for k, v in errors.items()}, sync_dist=True)
+        log_validation(self)
 
     def truth_known(self) -> bool:
         """Whether the problem's medium is the truth the observations came from (synthetic observations)."""
@@ -425,33 +364,10 @@ class ElasticPINN(L.LightningModule):
         return {"xyt": xyt, "displacement": self(xyt)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = rng_states()  # global RNGs: exact resume even if a user adds e.g. dropout
-        # which optimizer the saved optimizer state belongs to: configure_optimizers rebuilds that one on resume
-        checkpoint["optimizer_stage"] = {"name": self.stage, "pool_version": self.pool_version,
-                                         "stall": self.stall.state_dict()}
-        # part of the trained model: a run loads and predicts with them, without the reference they came from
-        checkpoint["scales"] = asdict(self.scales)
+        save_run_state(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        trainer = compat.attached_trainer(self)
-        path = getattr(trainer, "ckpt_path", None) or "checkpoint"
-        if self.marching is not None:
-            self.marching.resize(checkpoint["state_dict"], "marching.")
-        check_state_dict(checkpoint["state_dict"], self.state_dict(), path)  # one clear error, not a RuntimeError
-        stage = checkpoint.get("optimizer_stage", {"name": "adam"})
-        if stage["name"] == "lbfgs" and self.lbfgs is None:
-            raise ValueError(f"{path} was saved in the L-BFGS stage, but model.lbfgs is not set: resume with the "
-                             "run's own config (model.lbfgs as it was).")
-        # checkpoints written before the name was shared with the data module hold it as points_version
-        self.stage, self.pool_version = stage["name"], int(stage.get("pool_version", stage.get("points_version", 0)))
-        if "stall" in stage:
-            self.stall.load_state_dict(stage["stall"])
-        if "scales" in checkpoint:  # older checkpoints have none: the problem's are found on first use
-            self.scales = Scales(**checkpoint["scales"])
-        if self.stage == "lbfgs" and self.lbfgs.float64:
-            self.double()  # the saved float64 weights load into float64 parameters, exactly
-        if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
-            set_rng_states(checkpoint["rng_states"])
+        load_run_state(self, checkpoint)
 
     def param_groups(self) -> list[dict]:
         """The network's parameters, and the material's in a group of their own with ``unknowns.lr``."""

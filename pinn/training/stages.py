@@ -172,3 +172,21 @@ class StallWatch:
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.since, self.redraws = float(state["best"]), int(state["since"]), int(state["redraws"])
+
+
+def watch_stall(module, loss) -> None:
+    """After an L-BFGS step with ``lbfgs.patience``: feed the step's loss to the stall watch and act on a stall (fresh
+    points; then the end of the time window, or of the fit)."""
+    from lightning.pytorch.utilities import rank_zero_info
+
+    trainer = module.trainer
+    action = module.stall.update(float(loss), module.lbfgs)
+    if action == "redraw":
+        rank_zero_info(f"L-BFGS stalled at step {trainer.global_step}: fresh points for every pool.")
+        trainer.datamodule.redraw()
+    elif action == "stop" and module.marching is not None and module.marching.current + 1 < module.windows.count:
+        module.marching.finish_early()  # the next step starts the next window
+    elif action == "stop":
+        rank_zero_info(f"L-BFGS stalled at step {trainer.global_step} after {module.lbfgs.refreshes} fresh draws: "
+                       "the fit ends here.")
+        trainer.should_stop = True

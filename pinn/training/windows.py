@@ -285,3 +285,37 @@ def switch_optimizers(trainer, configured) -> None:
     else:
         trainer.strategy.optimizers = [configured]
         trainer.strategy.lr_scheduler_configs = []
+
+
+def initial_targets(model, initial: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Displacement and velocity ``(N, 2)`` the model's current window starts from at ``initial`` (points at its
+    start): the problem's initial state in the first window, the previous window's solution (frozen) in the next
+    ones; ``None`` when they are built into the output (``windows.exact_initial``)."""
+    marching = model.marching
+    if marching is not None and marching.settings.exact_initial:
+        return None
+    if marching is None or marching.current == 0:
+        return model.problem.initial_displacement(initial), model.problem.initial_velocity(initial)
+    with torch.no_grad():
+        f = marching.fields(model.net, marching.current - 1, initial, "velocity", model._compute)
+    return f.displacement.detach(), f.velocity.detach()
+
+
+def next_window(model) -> None:
+    """Finish the model's current window and start the next from its weights and end state, with a fresh optimizer
+    (and scheduler), in the first optimizer stage."""
+    from lightning.pytorch.utilities import rank_zero_info
+
+    from pinn.training.stages import StallWatch
+
+    marching, trainer = model.marching, model.trainer
+    marching.advance(model.net, model._compute, trainer.global_step)
+    if model._kernel is not None:  # a new kernel: the compiled one may have specialised on the old time window
+        model.decide_compile(trainer.max_steps)
+    if model.stage == "lbfgs" and model.lbfgs.float64:
+        model.float()  # each window's Adam runs at float32 speed, as the first one did
+    model.stage, model.stall = "adam", StallWatch()
+    switch_optimizers(trainer, model.configure_optimizers())
+    k = marching.current
+    rank_zero_info(f"Time window {k + 1} of {marching.settings.count} from step {trainer.global_step}: t in "
+                   f"[{marching.start(k):.6g}, {marching.start(k + 1):.6g}] s")
