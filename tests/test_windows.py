@@ -112,3 +112,19 @@ def test_training_times_map_into_the_current_window():
 def test_window_settings_are_checked():
     with pytest.raises(ValueError, match="model.windows.count=0"):
         TimeWindows(count=0)
+
+
+def test_values_route_each_time_to_its_window():
+    torch.manual_seed(0)
+    net = MLP((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), width=8, depth=2)
+    marching = Marching(net, (0.0, 1.0), TimeWindows(count=2, steps=1))
+    xyt = torch.tensor([[0.2, 0.3, 0.1], [0.4, 0.5, 0.7], [0.6, 0.1, 0.45]])
+    before = net(xyt).detach()
+    marching.advance(net, compute_fields, 3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1)  # the next window trains on; the finished one keeps its weights
+    out = marching.values(net, xyt, compute_fields).detach()
+    torch.testing.assert_close(out[[0, 2]], before[[0, 2]])  # t < 0.5: the frozen first window, as it was
+    torch.testing.assert_close(out[1], net(xyt[1:2])[0].detach())  # t >= 0.5: the network being trained
+    assert not torch.allclose(out[1], before[1])
