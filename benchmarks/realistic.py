@@ -15,6 +15,7 @@ repository root:
     python benchmarks/realistic.py                       # both configs, full length (the README figures)
     python benchmarks/realistic.py --max-steps 200       # a quick check that the script works
     python benchmarks/realistic.py --configs inclusion   # one of them
+    python benchmarks/realistic.py --configs inclusion --checkpoints PATH/last.ckpt   # score a trained run
 """
 
 from __future__ import annotations
@@ -55,37 +56,55 @@ def fit(name: str, max_steps: int | None, save_dir: str) -> dict:
     wall, cpu = time.perf_counter(), time.process_time()
     cli = cli_main(args)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    first_order = cli_main([*common, *FIRST_ORDER], run=False).datamodule.problem.solution()
-    truth = cli.datamodule.problem.truth
     return {"name": name, "steps": cli.trainer.global_step, "wall_s": wall, "cpu_s": cpu, "reference_s": reference_s,
-            "grid": f"{len(reference.x)} x {len(reference.y)}", "slices": slice_errors(cli, truth),
-            "first_order": slice_errors(cli, first_order.displacement_at),
-            "boundary_model": boundary_model(cli, first_order.displacement_at)}
+            "grid": f"{len(reference.x)} x {len(reference.y)}", **score(name, cli.model, cli.datamodule)}
+
+
+def scored(name: str, checkpoint: str) -> dict:
+    """The scores of a run already trained (its checkpoint), with the config's data module."""
+    from pinn.training.restore import load
+
+    dm = cli_main(["-c", str(ROOT / "configs" / f"{name}.yaml"), "--trainer.logger", "false"], run=False).datamodule
+    model = load(checkpoint, "cpu")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    reference = dm.problem.solution()
+    return {"name": name, "steps": ckpt["global_step"], "wall_s": math.nan, "cpu_s": math.nan,
+            "reference_s": math.nan, "grid": f"{len(reference.x)} x {len(reference.y)}", **score(name, model, dm)}
+
+
+def score(name: str, model, dm) -> dict:
+    """The network against the reference, against the first-order reference, and that against the reference."""
+    config = str(ROOT / "configs" / f"{name}.yaml")
+    first_order = cli_main(["-c", config, "--trainer.logger", "false", *FIRST_ORDER],
+                           run=False).datamodule.problem.solution()
+    return {"slices": slice_errors(model, dm, dm.problem.truth),
+            "first_order": slice_errors(model, dm, first_order.displacement_at),
+            "boundary_model": boundary_model(dm, first_order.displacement_at)}
 
 
 @torch.no_grad()
-def slice_errors(cli, truth) -> dict:
+def slice_errors(model, dm, truth) -> dict:
     """Relative L2 error of the trained network against ``truth`` (points -> displacement) on each time slice of the
     validation grid (``slices``: (t, error)), over all slices but the first (``window``), the worst of those
     (``worst``) and the last (``end``)."""
-    model, dm = cli.model.eval(), cli.datamodule
-    grid = dm.grid().to(model.device, model.dtype)  # (nt*ny*nx, 3), t slowest
+    model = model.eval()
+    grid = dm.grid()  # (nt*ny*nx, 3) float64, t slowest
     nt = dm.val_grid[2]
-    pred = model(grid).double().reshape(nt, -1, 2).cpu().numpy()
-    exact = truth(grid.double().cpu()).double().reshape(nt, -1, 2).numpy()
+    pred = model(grid.to(model.device, model.dtype)).double().reshape(nt, -1, 2).cpu().numpy()
+    exact = truth(grid).double().reshape(nt, -1, 2).numpy()
     times = grid.reshape(nt, -1, 3)[:, 0, 2].tolist()
     rows = [(t, relative_l2(p, r)["rel_l2"]) for t, p, r in zip(times, pred, exact)]
     return {"slices": rows, "window": relative_l2(pred[1:], exact[1:])["rel_l2"],
             "worst": max(e for _, e in rows[1:]), "end": rows[-1][1]}
 
 
-def boundary_model(cli, first_order) -> dict:
+def boundary_model(dm, first_order) -> dict:
     """The reference with the PINN's first-order absorbing edges against the C-PML one (the unbounded medium) on the
     validation grid, scored like :func:`slice_errors`: what the boundary model alone costs."""
-    grid = cli.datamodule.grid()
-    nt = cli.datamodule.val_grid[2]
+    grid = dm.grid()
+    nt = dm.val_grid[2]
     a = first_order(grid).reshape(nt, -1, 2).numpy()
-    b = cli.datamodule.problem.truth(grid).reshape(nt, -1, 2).numpy()
+    b = dm.problem.truth(grid).reshape(nt, -1, 2).numpy()
     rows = [relative_l2(x, y)["rel_l2"] for x, y in zip(a, b)]
     return {"window": relative_l2(a[1:], b[1:])["rel_l2"], "worst": max(rows[1:]), "end": rows[-1]}
 
@@ -131,9 +150,15 @@ def main() -> None:
     parser.add_argument("--save-dir", default="lightning_logs", help="where the runs write logs and checkpoints")
     parser.add_argument("--skip-plane-wave", action="store_true", help="skip the reference's own check")
     parser.add_argument("--skip-smoothing", action="store_true", help="skip the cost of smoothed interfaces")
+    parser.add_argument("--checkpoints", nargs="+", default=None,
+                        help="score these trained runs (one checkpoint per config, in the order of --configs) "
+                             "instead of training")
     ns = parser.parse_args()
     sys.argv = sys.argv[:1]  # the runs take their arguments from fit(), not from this script's command line
-    rows = [fit(name, ns.max_steps, ns.save_dir) for name in ns.configs]
+    if ns.checkpoints:
+        rows = [scored(name, path) for name, path in zip(ns.configs, ns.checkpoints, strict=True)]
+    else:
+        rows = [fit(name, ns.max_steps, ns.save_dir) for name in ns.configs]
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print("| config | steps | val/rel_l2 vs Devito | worst slice | end | fit wall (min) | fit CPU (min) "
           "| reference grid | reference wall (s) |")
