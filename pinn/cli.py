@@ -207,7 +207,10 @@ class PINNCLI(LightningCLI):
         if not _is_checkpoint_file(ckpt_path):  # "last" is a file by now (before_instantiate_classes)
             return
         try:
-            check_state_dict(load_checkpoint(ckpt_path)["state_dict"], self.model.state_dict(), ckpt_path)
+            saved = load_checkpoint(ckpt_path)["state_dict"]
+            if getattr(self.model, "marching", None) is not None:  # spline buffers take the size of the saved run's grid
+                self.model.marching.resize(saved, "marching.")
+            check_state_dict(saved, self.model.state_dict(), ckpt_path)
         except CheckpointError as err:
             if not self._last:
                 raise

@@ -3,6 +3,7 @@ exact initial state against nested autograd, the state holding at each window's 
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,3 +129,24 @@ def test_values_route_each_time_to_its_window():
     torch.testing.assert_close(out[[0, 2]], before[[0, 2]])  # t < 0.5: the frozen first window, as it was
     torch.testing.assert_close(out[1], net(xyt[1:2])[0].detach())  # t >= 0.5: the network being trained
     assert not torch.allclose(out[1], before[1])
+
+
+@pytest.mark.slow
+def test_a_windowed_run_resumes_and_predicts_through_the_cli(tmp_path):
+    """``pinn fit`` with windows and the exact initial state, resumed with ``--ckpt_path last`` past a window switch,
+    then ``pinn predict`` of its checkpoint: the spline buffers take their size from the saved run."""
+    from pinn.cli import cli_main
+
+    common = ["-c", "configs/plane_wave.yaml", "--model.width", "8", "--model.depth", "2", "--model.lbfgs", "null",
+              "--model.compile", "false", "--model.windows", '{"count": 2, "steps": 3, "exact_initial": true}',
+              "--data.n_interior", "64", "--data.n_boundary", "16", "--data.n_initial", "16",
+              "--data.steps_per_epoch", "2", "--data.val_grid", "[4, 4, 3]", "--data.predict_resolution", "[5, 4]",
+              "--data.predict_times", "3", "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--trainer.enable_progress_bar", "false", "--val_figures.every_n_validations", "0",
+              "--prediction_writer.output_dir", str(tmp_path / "pred"), "--trainer.accelerator", "cpu"]
+    cli_main(["fit", *common, "--trainer.max_steps", "2"])
+    cli = cli_main(["fit", *common, "--trainer.max_steps", "5", "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 5 and cli.model.marching.current == 1
+    cli_main(["predict", *common, "--ckpt_path", "last"])
+    with np.load(tmp_path / "pred" / "prediction.npz") as f:
+        assert f["displacement"].shape == (3, 4, 5, 2) and np.isfinite(f["displacement"]).all()
