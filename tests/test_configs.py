@@ -39,7 +39,9 @@ def test_reference_config_is_the_reference_problem(tmp_path, monkeypatch):
     assert (dm.n["interior"], dm.n["boundary"], dm.n["initial"], dm.val_grid) == (4096, 1024, 1024, (41, 41, 11))
     assert (model.hparams.width, model.hparams.depth, model.hparams.activation) == (64, 3, "tanh")
     assert model.net.fourier is None
-    assert model.lbfgs == LBFGSStage(start_step=500, max_iter=10, history_size=50, float64=False)
+    assert model.lbfgs == LBFGSStage(start_step=500, max_iter=10, history_size=50, float64=True, patience=25,
+                                     min_improvement=1e-3, refreshes=3)
+    assert cli.trainer.max_steps == 1500
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     assert type(optimizer).__name__ == "PersistentAdam" and optimizer.defaults["lr"] == 1e-3
