@@ -62,7 +62,7 @@ def fit(name: str, max_steps: int | None, save_dir: str) -> dict:
 
 def scored(name: str, checkpoint: str) -> dict:
     """The scores of a run already trained (its checkpoint), with the config's data module."""
-    from pinn.training.restore import load
+    from pinn import load
 
     dm = cli_main(["-c", str(ROOT / "configs" / f"{name}.yaml"), "--trainer.logger", "false"], run=False).datamodule
     model = load(checkpoint, "cpu")

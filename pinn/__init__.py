@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "load": "pinn.training.restore",
     "Fields": "pinn.physics.fields",
     "autograd_fields": "pinn.networks.derivatives",
     "compute_fields": "pinn.networks.derivatives",
@@ -57,6 +56,14 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(_HOMES[name]), name)
 
 
+def load(path, map_location="cpu"):
+    """The :class:`~pinn.training.module.ElasticPINN` stored in the checkpoint ``path``, in eval mode, rebuilt from
+    the run's config inside it (:func:`pinn.training.restore.load`); neither the solver nor the data module runs."""
+    from pinn.training.module import ElasticPINN
+
+    return ElasticPINN.load_from_checkpoint(path, map_location)
+
+
 def __dir__() -> list[str]:
     return sorted({*globals(), *_HOMES})
 
@@ -74,5 +81,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from pinn.training.module import ElasticPINN, LossWeights
     from pinn.training.observations import FileObservations, Observations, SyntheticObservations
     from pinn.training.resampling import ResidualResampling
-    from pinn.training.restore import load
     from pinn.training.sampling import ResampleRule

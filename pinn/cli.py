@@ -29,7 +29,7 @@ from pinn.io.material_history import MaterialHistory
 from pinn.io.material_maps import MaterialMaps
 from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures
 from pinn.io.prediction import PredictionWriter
-from pinn.run_state import check_state_dict
+from pinn.optim.run_state import check_state_dict
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 
@@ -208,7 +208,7 @@ class PINNCLI(LightningCLI):
             return
         try:
             saved = load_checkpoint(ckpt_path)["state_dict"]
-            if getattr(self.model, "marching", None) is not None:  # spline buffers take the size of the saved run's grid
+            if getattr(self.model, "marching", None) is not None:  # spline buffers: the saved run's grid size
                 self.model.marching.resize(saved, "marching.")
             check_state_dict(saved, self.model.state_dict(), ckpt_path)
         except CheckpointError as err:

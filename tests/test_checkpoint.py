@@ -23,7 +23,7 @@ import pinn.io.checkpoint_format as fmt
 import pinn.io.checkpointing as ckpt
 from pinn.cli import cli_main, main
 from pinn.io.checkpointing import CheckpointError, load_checkpoint, plain, save_checkpoint
-from pinn.run_state import check_state_dict, rng_states, set_rng_states
+from pinn.optim.run_state import check_state_dict, rng_states, set_rng_states
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -23,7 +23,7 @@ PACKAGE = ROOT / "pinn"
 
 # low to high; a module may import its own layer and those below it
 LAYERS = (
-    ("compat", "files", "run_state"),  # usable by all: private names, the atomic write, the run state
+    ("compat",),  # usable by all: the private names of Lightning, torch and jsonargparse
     ("physics", "optim"),  # plain torch
     ("networks",),
     ("problems",),

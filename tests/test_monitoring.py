@@ -17,6 +17,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from pinn import load
 from pinn.io.checkpointing import load_checkpoint
 from pinn.io.figures import field_figure, relative_l2
 from pinn.io.monitoring import HParamsSummary, ResidualHistogram, StepProgressBar, ValidationFigures, flatten_hparams
@@ -24,7 +25,6 @@ from pinn.physics.elasticity import residual
 from pinn.problems.closed_form import PlaneWaves, Wave
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
-from pinn.training.restore import load
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

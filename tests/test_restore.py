@@ -18,6 +18,7 @@ import yaml
 from pinn.cli import cli_main
 from pinn.io.checkpointing import load_checkpoint
 from pinn.problems.reference import Reference, reference_path
+from pinn.training.module import ElasticPINN
 from pinn.training.restore import model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,6 @@ def test_building_a_model_leaves_the_scales_to_first_use(tmp_path):
     """A WaveProblem without displacement_scale gets U from its reference: not when the model is built."""
     config = yaml.safe_load((ROOT / "configs" / "inclusion.yaml").read_text())
     config["data"]["problem"]["init_args"]["reference"]["cache_dir"] = str(tmp_path / "references")
-    model = model_from_config(json.loads(json.dumps(config)))
+    model = model_from_config(json.loads(json.dumps(config)), ElasticPINN)
     assert model._scales is None and model.net.output_scale == 1.0
     assert not (tmp_path / "references").exists()

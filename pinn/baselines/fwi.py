@@ -98,7 +98,8 @@ class Survey:
         kinds = dict(zip(("bottom", "right", "top", "left"), problem.boundaries.kinds()))
         wrong = {e: kinds[e] for e in ("bottom", "right", "left") if kinds[e] != "absorbing"}
         if kinds["top"] not in ("absorbing", "free") or wrong:
-            raise ValueError(f"the FWI baseline supports absorbing edges and a free top edge; this problem has {kinds}.")
+            raise ValueError("the FWI baseline supports absorbing edges and a free top edge; this problem has "
+                             f"{kinds}.")
         f_max = float(problem.max_frequency())
         h = vs_min / f_max / points_per_wavelength
         self.nx, self.ny = (max(2, math.ceil((hi - lo) / h - 1e-9)) for lo, hi in (d.x, d.y))  # cells per side

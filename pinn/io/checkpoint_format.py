@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pinn.files import atomic_write
-from pinn.run_state import CheckpointError
+from pinn.optim.run_state import CheckpointError
+from pinn.problems.files import atomic_write
 
 FORMAT_VERSION = 1
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}

@@ -32,7 +32,7 @@ from pinn.io.checkpoint_format import (
     verify,
 )
 from pinn.io.interrupts import Interrupted, SignalLatch
-from pinn.run_state import CheckpointError
+from pinn.optim.run_state import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "MIGRATIONS", "CheckpointError", "RunCheckpoint", "SaveConfigToCheckpoint",
            "VerifiedCheckpointIO", "load_checkpoint", "migrate", "plain", "save_checkpoint", "seal", "verify"]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pinn.files import atomic_write
+from pinn.problems.files import atomic_write
 from pinn.problems.reference_settings import ReferenceSettings, key_fields
 
 SOLVER_VERSION = 2  # bump when the scheme changes, so that cached references are recomputed
@@ -103,7 +103,7 @@ class Reference:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``.npz`` atomically (:func:`pinn.files.atomic_write`: a temporary file, fsync, then a rename)."""
+        """Write ``.npz`` atomically (:func:`~pinn.problems.files.atomic_write`: a temporary file, fsync, rename)."""
         buffer = io.BytesIO()
         np.savez(buffer, x=self.x, y=self.y, t=self.t, displacement=self.displacement, velocity=self.velocity,
                  meta=np.array(json.dumps(self.meta, sort_keys=True)))

@@ -28,6 +28,7 @@ from pinn.training.hparams import settings
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
 from pinn.training.losses import LossWeights, boundary_loss, loss_terms
 from pinn.training.metrics import RelativeL2, log_training_step, log_validation
+from pinn.training.restore import load
 from pinn.training.run_checkpoint import load_run_state, save_run_state
 from pinn.training.stages import LBFGSStage, StallWatch, advance_stage, watch_stall
 from pinn.training.windows import Marching, TimeWindows, initial_state_values, initial_targets, next_window, state_nodes
@@ -153,9 +154,7 @@ class ElasticPINN(L.LightningModule):
         problem from the run's config stored in the checkpoint (not a default problem)."""
         if "problem" in kwargs:
             return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
-        from pinn.training.restore import load  # it imports this module
-
-        return load(checkpoint_path, map_location or "cpu")
+        return load(checkpoint_path, cls, map_location or "cpu")
 
     @property
     def scales(self) -> Scales:

@@ -11,25 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 
 from pinn.io.checkpoint_format import load_checkpoint
+from pinn.optim.run_state import CheckpointError
 from pinn.problems.problem import Problem
-from pinn.run_state import CheckpointError
-from pinn.training.module import ElasticPINN
 
 
-def model_from_config(config: str | dict[str, Any]) -> ElasticPINN:
-    """The untrained :class:`ElasticPINN` of a run's config (YAML text or its dict, as ``pinn fit`` stores it).
+def model_from_config(config: str | dict[str, Any], model_class: type[L.LightningModule]) -> L.LightningModule:
+    """The untrained model of a run's config (YAML text or its dict, as ``pinn fit`` stores it), an instance of
+    ``model_class`` (:class:`~pinn.training.module.ElasticPINN`, which passes itself: this module sits below it).
 
     Only the ``model`` section and ``data.problem`` are read, and ``data.problem`` becomes the model's problem, as
     in the CLI; the data module is not built (its observations may need the reference solution).
     """
     settings = yaml.safe_load(config) if isinstance(config, str) else config
     parser = LightningArgumentParser(exit_on_error=False)
-    parser.add_lightning_class_args(ElasticPINN, "model", subclass_mode=False)
+    parser.add_lightning_class_args(model_class, "model", subclass_mode=False)
     parser.add_subclass_arguments(Problem, "problem", required=False)
     parser.link_arguments("problem", "model.problem", apply_on="instantiate")
     problem = (settings.get("data") or {}).get("problem")
@@ -37,8 +38,10 @@ def model_from_config(config: str | dict[str, Any]) -> ElasticPINN:
     return parser.instantiate(parsed).model
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> ElasticPINN:
-    """The :class:`ElasticPINN` stored in the checkpoint ``path``, in eval mode.
+def load(path: str | Path, model_class: type[L.LightningModule],
+         map_location: str | torch.device = "cpu") -> L.LightningModule:
+    """The ``model_class`` model stored in the checkpoint ``path``, in eval mode (``pinn.load`` and
+    ``ElasticPINN.load_from_checkpoint`` without ``problem=`` call this with :class:`ElasticPINN`).
 
     The model and its problem are rebuilt from the run's config that ``pinn fit`` stores in every checkpoint
     (``checkpoint["config"]``), then the weights (and any trained material) are loaded; nothing is written.
@@ -51,7 +54,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> ElasticP
     if not config:
         raise CheckpointError(f"{path}: holds no run config (not written by `pinn fit`); build the model yourself "
                               "and call ElasticPINN.load_from_checkpoint(path, problem=...).")
-    model = model_from_config(config)
+    model = model_from_config(config, model_class)
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(map_location).eval()

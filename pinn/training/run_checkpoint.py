@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from pinn import compat
+from pinn.optim.run_state import check_state_dict, rng_states, set_rng_states
 from pinn.physics.units import Scales
-from pinn.run_state import check_state_dict, rng_states, set_rng_states
 
 
 def save_run_state(model, checkpoint: dict) -> None:
