@@ -208,8 +208,8 @@ class PINNCLI(LightningCLI):
             return
         try:
             saved = load_checkpoint(ckpt_path)["state_dict"]
-            if getattr(self.model, "marching", None) is not None:  # spline buffers: the saved run's grid size
-                self.model.marching.resize(saved, "marching.")
+            if hasattr(self.model, "size_buffers_like"):  # buffers sized by the run (ElasticPINN's time windows)
+                self.model.size_buffers_like(saved)
             check_state_dict(saved, self.model.state_dict(), ckpt_path)
         except CheckpointError as err:
             if not self._last:

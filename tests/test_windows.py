@@ -104,7 +104,8 @@ def test_training_times_map_into_the_current_window():
     net = MLP((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), width=8, depth=1)
     marching = Marching(net, (0.2, 1.0), TimeWindows(count=4, steps=1))
     xyt = torch.tensor([[0.1, 0.2, 0.2], [0.3, 0.4, 1.0], [0.5, 0.6, 0.6]], dtype=F64)
-    marching.index += 2  # the third window, [0.6, 0.8]
+    marching.index += 2  # the third window, [0.6, 0.8], as a checkpoint would hold it
+    marching.refresh()
     torch.testing.assert_close(marching.to_current(xyt)[:, 2], torch.tensor([0.6, 0.8, 0.7], dtype=F64))
     torch.testing.assert_close(marching.to_current(xyt)[:, :2], xyt[:, :2])
     assert marching.window_of(torch.tensor([0.25, 0.65, 0.95])).tolist() == [0, 2, 2]  # clamped to the current

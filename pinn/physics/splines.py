@@ -56,6 +56,11 @@ def _basis(frac: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return w, d1, d2
 
 
+def nodes_of(x: Tensor, y: Tensor) -> tuple[float, float, int, float, float, int]:
+    """``(x0, hx, nx, y0, hy, ny)`` of evenly spaced nodes ``x``, ``y``."""
+    return float(x[0]), float(x[1] - x[0]), len(x), float(y[0]), float(y[1] - y[0]), len(y)
+
+
 class GridSpline:
     """The C2 interpolant of fields given on an evenly spaced grid (see the module docstring).
 
@@ -66,10 +71,15 @@ class GridSpline:
     """
 
     def __init__(self, x: Tensor, y: Tensor, coefficients: Tensor) -> None:
-        self.x0, self.y0 = float(x[0]), float(y[0])
-        self.hx, self.hy = float(x[1] - x[0]), float(y[1] - y[0])
-        self.nx, self.ny = len(x), len(y)
+        self.nodes = nodes_of(x, y)
         self.c = coefficients
+
+    @classmethod
+    def on(cls, nodes: tuple[float, float, int, float, float, int], coefficients: Tensor) -> GridSpline:
+        """The interpolant with ``coefficients`` on nodes given as :func:`nodes_of` (no device sync)."""
+        spline = cls.__new__(cls)
+        spline.nodes, spline.c = nodes, coefficients
+        return spline
 
     @classmethod
     def fit(cls, x: Tensor, y: Tensor, values: Tensor) -> GridSpline:
@@ -85,8 +95,9 @@ class GridSpline:
         """Values and derivatives at points ``xy`` ``(N, 2)``: a dict of ``(N, C)`` tensors named
         ``f, f_x, f_y, f_xx, f_yy, f_xy``, in the dtype and on the device of ``xy``."""
         c = self.c.to(dtype=xy.dtype, device=xy.device)
-        ix, fx = self._cell(xy[:, 0], self.x0, self.hx, self.nx)
-        iy, fy = self._cell(xy[:, 1], self.y0, self.hy, self.ny)
+        x0, hx, nx, y0, hy, ny = self.nodes
+        ix, fx = self._cell(xy[:, 0], x0, hx, nx)
+        iy, fy = self._cell(xy[:, 1], y0, hy, ny)
         wx, dx1, dx2 = _basis(fx)  # (N, 4)
         wy, dy1, dy2 = _basis(fy)
         offsets = torch.arange(4, device=xy.device)
@@ -95,6 +106,6 @@ class GridSpline:
         def combine(a: Tensor, b: Tensor) -> Tensor:  # sum over the patch of a(y) b(x) c
             return torch.einsum("na,nb,nabc->nc", a, b, patch)
 
-        return {"f": combine(wy, wx), "f_x": combine(wy, dx1) / self.hx, "f_y": combine(dy1, wx) / self.hy,
-                "f_xx": combine(wy, dx2) / self.hx**2, "f_yy": combine(dy2, wx) / self.hy**2,
-                "f_xy": combine(dy1, dx1) / (self.hx * self.hy)}
+        return {"f": combine(wy, wx), "f_x": combine(wy, dx1) / hx, "f_y": combine(dy1, wx) / hy,
+                "f_xx": combine(wy, dx2) / hx**2, "f_yy": combine(dy2, wx) / hy**2,
+                "f_xy": combine(dy1, dx1) / (hx * hy)}

@@ -282,7 +282,7 @@ class ElasticPINN(L.LightningModule):
 
     def stage_start(self) -> int:
         """The global step the current window began at (0 without windows): ``lbfgs.start_step`` counts from it."""
-        return 0 if self.marching is None else int(self.marching.started_at)
+        return 0 if self.marching is None else self.marching.started
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.stage == "lbfgs" and self.lbfgs.patience is not None:
@@ -361,6 +361,12 @@ class ElasticPINN(L.LightningModule):
 
     def predict_step(self, xyt: Tensor, batch_idx: int) -> dict[str, Tensor]:
         return {"xyt": xyt, "displacement": self(xyt)}
+
+    def size_buffers_like(self, state_dict: dict) -> None:
+        """Give the buffers whose size a fit sets (the time windows' spline grid) the sizes in ``state_dict``, before
+        it is checked against this model and loaded."""
+        if self.marching is not None:
+            self.marching.resize(state_dict, "marching.")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         save_run_state(self, checkpoint)

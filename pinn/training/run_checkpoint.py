@@ -25,8 +25,7 @@ def load_run_state(model, checkpoint: dict) -> None:
     """``on_load_checkpoint``: check the weights fit, then restore what :func:`save_run_state` wrote."""
     trainer = compat.attached_trainer(model)
     path = getattr(trainer, "ckpt_path", None) or "checkpoint"
-    if model.marching is not None:  # the time windows' splines are sized by the grid of the run that saved them
-        model.marching.resize(checkpoint["state_dict"], "marching.")
+    model.size_buffers_like(checkpoint["state_dict"])
     check_state_dict(checkpoint["state_dict"], model.state_dict(), path)  # one clear error, not a RuntimeError
     stage = checkpoint.get("optimizer_stage", {"name": "adam"})
     if stage["name"] == "lbfgs" and model.lbfgs is None:

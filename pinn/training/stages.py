@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.types import LRSchedulerConfig
 from torch import nn
 
 
@@ -135,8 +137,8 @@ def advance_stage(module) -> None:
                 raise ValueError("model.lbfgs.float64 cannot switch precision under several processes: set "
                                  "--trainer.precision 64-true for the whole run instead.")
             module.double()
-        trainer.strategy.optimizers = [module.lbfgs.optimizer(module.trained_parameters())]
-        trainer.strategy.lr_scheduler_configs = []  # the line search sets the step length
+        # no scheduler: the line search sets the step length
+        switch_optimizers(trainer, module.lbfgs.optimizer(module.trained_parameters()))
         module.stage, module.pool_version = "lbfgs", version
     elif module.stage == "lbfgs" and version != module.pool_version:
         clear_history(trainer.optimizers[0])
@@ -177,8 +179,6 @@ class StallWatch:
 def watch_stall(module, loss) -> None:
     """After an L-BFGS step with ``lbfgs.patience``: feed the step's loss to the stall watch and act on a stall (fresh
     points; then the end of the time window, or of the fit)."""
-    from lightning.pytorch.utilities import rank_zero_info
-
     trainer = module.trainer
     action = module.stall.update(float(loss), module.lbfgs)
     if action == "redraw":
@@ -190,3 +190,16 @@ def watch_stall(module, loss) -> None:
         rank_zero_info(f"L-BFGS stalled at step {trainer.global_step} after {module.lbfgs.refreshes} fresh draws: "
                        "the fit ends here.")
         trainer.should_stop = True
+
+
+def switch_optimizers(trainer, configured) -> None:
+    """Hand the trainer the optimizer (and step-wise scheduler) of ``configured``, what ``configure_optimizers``
+    returns, in place of the ones it trains with: a new window starts with fresh moments and a fresh schedule, as a
+    run does, and the L-BFGS stage replaces the first optimizer and drops its schedule."""
+    if isinstance(configured, dict):
+        trainer.strategy.optimizers = [configured["optimizer"]]
+        scheduler = configured["lr_scheduler"]
+        trainer.strategy.lr_scheduler_configs = [LRSchedulerConfig(scheduler["scheduler"], interval="step")]
+    else:
+        trainer.strategy.optimizers = [configured]
+        trainer.strategy.lr_scheduler_configs = []

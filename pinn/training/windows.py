@@ -38,10 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from pinn.physics.fields import Fields
-from pinn.physics.splines import GridSpline, spline_coefficients
+from pinn.physics.splines import GridSpline, nodes_of, spline_coefficients
+from pinn.training.stages import StallWatch, switch_optimizers
 
 ComputeFields = Callable[[nn.Module, Tensor, str], Fields]  # (net, points, order) -> Fields
 
@@ -147,6 +149,15 @@ class Marching(nn.Module):
         self.register_buffer("state_y", torch.zeros(0))
         self.register_buffer("state_coefficients", torch.zeros(0))
         self._register_load_state_dict_pre_hook(self.resize)
+        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh())
+        # Python copies of what the buffers hold, read every step without a device sync
+        self._current, self._started_at, self._ended, self._nodes = 0, 0, False, None
+
+    def refresh(self) -> None:
+        """Update the Python copies of the window's index, start and end and of the spline nodes from the buffers
+        (after a load)."""
+        self._current, self._started_at, self._ended = int(self.index), int(self.started_at), bool(self.ended)
+        self._nodes = nodes_of(self.state_x, self.state_y) if self.has_state else None
 
     def resize(self, state_dict: dict, prefix: str, *args) -> None:
         """Size the spline buffers as in ``state_dict`` (their size is the grid's, known once a fit has begun)."""
@@ -157,7 +168,13 @@ class Marching(nn.Module):
     # ---- time ---------------------------------------------------------------------------------------------
     @property
     def current(self) -> int:
-        return int(self.index)
+        """The current window's index."""
+        return self._current
+
+    @property
+    def started(self) -> int:
+        """The global step the current window began at."""
+        return self._started_at
 
     def start(self, k: int) -> float:
         """t_k, the start of window k."""
@@ -172,11 +189,12 @@ class Marching(nn.Module):
         """Whether the current window is done at global step ``step`` (its steps are up, or it stalled)."""
         if self.current + 1 >= self.settings.count:
             return False
-        return bool(self.ended) or step >= int(self.started_at) + self.settings.steps
+        return self._ended or step >= self._started_at + self.settings.steps
 
     def finish_early(self) -> None:
         """End the current window at the next step (its optimizer has stalled)."""
         self.ended.fill_(True)
+        self._ended = True
 
     def window_of(self, t: Tensor) -> Tensor:
         """The window of each time ``(N,)``, clamped to the windows trained so far."""
@@ -193,7 +211,7 @@ class Marching(nn.Module):
         if not self.has_state:
             raise RuntimeError("model.windows.exact_initial: the model has no initial state yet; it is set when a fit "
                                "starts, and a checkpoint of a fit carries it.")
-        return GridSpline(self.state_x, self.state_y, self.state_coefficients[k])(xy)
+        return GridSpline.on(self._nodes, self.state_coefficients[k])(xy)
 
     def fields(self, net: nn.Module, k: int, xyt: Tensor, order: str, compute: ComputeFields) -> Fields:
         """Fields of window k's solution at ``xyt`` (``net`` is the network being trained, used for the current
@@ -223,6 +241,7 @@ class Marching(nn.Module):
             n = self.settings.count
             self.state_coefficients = torch.zeros(n, len(y) + 2, len(x) + 2, 4, dtype=dtype, device=self.index.device)
         self.state_coefficients[k] = spline_coefficients(values.cpu()).to(self.state_coefficients)
+        self._nodes = nodes_of(self.state_x, self.state_y)
 
     def sample_end(self, net: nn.Module, compute: ComputeFields, chunk: int = 16384) -> Tensor:
         """The current window's solution at its end on the state nodes: ``(ny, nx, 4)`` (u, v, u_t, v_t)."""
@@ -248,8 +267,10 @@ class Marching(nn.Module):
             with torch.no_grad():
                 net.center[2] += self.delta
         self.index += 1
+        self._current += 1
         self.started_at.fill_(step)
         self.ended.fill_(False)
+        self._started_at, self._ended = step, False
         if self.settings.exact_initial:
             self.set_state(k + 1, self.state_x, self.state_y, end)
 
@@ -273,20 +294,6 @@ def initial_state_values(problem, x: Tensor, y: Tensor) -> Tensor:
     return values.reshape(*xx.shape, 4).to(torch.float64)
 
 
-def switch_optimizers(trainer, configured) -> None:
-    """Hand the trainer the optimizer (and step-wise scheduler) of ``configured``, what ``configure_optimizers``
-    returns: a new window starts with fresh moments and a fresh schedule, as a run does."""
-    from lightning.pytorch.utilities.types import LRSchedulerConfig
-
-    if isinstance(configured, dict):
-        trainer.strategy.optimizers = [configured["optimizer"]]
-        scheduler = configured["lr_scheduler"]
-        trainer.strategy.lr_scheduler_configs = [LRSchedulerConfig(scheduler["scheduler"], interval="step")]
-    else:
-        trainer.strategy.optimizers = [configured]
-        trainer.strategy.lr_scheduler_configs = []
-
-
 def initial_targets(model, initial: Tensor) -> tuple[Tensor, Tensor] | None:
     """Displacement and velocity ``(N, 2)`` the model's current window starts from at ``initial`` (points at its
     start): the problem's initial state in the first window, the previous window's solution (frozen) in the next
@@ -304,10 +311,6 @@ def initial_targets(model, initial: Tensor) -> tuple[Tensor, Tensor] | None:
 def next_window(model) -> None:
     """Finish the model's current window and start the next from its weights and end state, with a fresh optimizer
     (and scheduler), in the first optimizer stage."""
-    from lightning.pytorch.utilities import rank_zero_info
-
-    from pinn.training.stages import StallWatch
-
     marching, trainer = model.marching, model.trainer
     marching.advance(model.net, model._compute, trainer.global_step)
     if model._kernel is not None:  # a new kernel: the compiled one may have specialised on the old time window
