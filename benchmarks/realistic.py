@@ -63,10 +63,11 @@ def fit(name: str, max_steps: int | None, save_dir: str) -> dict:
 def scored(name: str, checkpoint: str) -> dict:
     """The scores of a run already trained (its checkpoint), with the config's data module."""
     from pinn import load
+    from pinn.io.checkpointing import load_checkpoint
 
     dm = cli_main(["-c", str(ROOT / "configs" / f"{name}.yaml"), "--trainer.logger", "false"], run=False).datamodule
     model = load(checkpoint, "cpu")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint)  # verified, as the loader read it
     reference = dm.problem.solution()
     return {"name": name, "steps": ckpt["global_step"], "wall_s": math.nan, "cpu_s": math.nan,
             "reference_s": math.nan, "grid": f"{len(reference.x)} x {len(reference.y)}", **score(name, model, dm)}

@@ -26,7 +26,7 @@ from pinn.physics.fields import Fields
 from pinn.physics.media import Homogeneous, Medium, MediumValues
 from pinn.physics.sources import Source
 from pinn.physics.units import Scales, wave_scales
-from pinn.problems.boundaries import Boundaries, Edge
+from pinn.problems.boundaries import Absorbing, Boundaries, Edge, Fixed
 from pinn.problems.domain import EDGES, Domain
 from pinn.problems.receivers import Receivers
 from pinn.problems.reference_settings import ReferenceSettings, key_fields
@@ -142,7 +142,7 @@ class Problem:
 
 def padded(domain: Domain, boundaries: Boundaries, width: float) -> Domain:
     """``domain`` widened by ``width`` beyond each absorbing edge."""
-    grow = {edge: width if kind == "absorbing" else 0.0 for edge, kind in zip(EDGES, boundaries.kinds())}
+    grow = {name: width if isinstance(edge, Absorbing) else 0.0 for name, edge in zip(EDGES, boundaries.edges())}
     return Domain(x=(domain.x[0] - grow["left"], domain.x[1] + grow["right"]),
                   y=(domain.y[0] - grow["bottom"], domain.y[1] + grow["top"]), t=domain.t)
 
@@ -236,12 +236,11 @@ class WaveProblem(Problem):
     def _check_source_edges(self, i: int, source: Source) -> None:
         """Warn (one line) where more than 1 % of a source's Gaussian lies beyond an absorbing or fixed edge: the
         force there is lost, and an edge condition applied inside the source's near field misleads the PINN."""
-        kinds = dict(zip(EDGES, self.boundaries.kinds()))
-        for edge, share in source.weight_beyond(self.domain).items():
-            kind = kinds[edge]
-            if kind in ("absorbing", "fixed") and share > 0.01:
+        edges = dict(zip(EDGES, self.boundaries.edges()))
+        for name, share in source.weight_beyond(self.domain).items():
+            if isinstance(edges[name], (Absorbing, Fixed)) and share > 0.01:
                 warnings.warn(f"sources[{i}] at {list(source.position)}: {share:.1%} of its Gaussian (width "
-                              f"{source.width:g} m) lies beyond the {kind} {edge} edge; move it at least "
+                              f"{source.width:g} m) lies beyond the {edges[name].kind} {name} edge; move it at least "
                               f"{2.33 * source.width:.3g} m inside that edge or narrow it.", stacklevel=3)
 
     @property
