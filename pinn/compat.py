@@ -157,6 +157,22 @@ def has_triton() -> bool:
     return has_triton()
 
 
+# ---- CUDA graphs ---------------------------------------------------------------------------------------------
+def cuda_end_allocate_to_pool(device: int, pool: tuple[int, int]) -> None:
+    """Tell the caching allocator that allocations on ``device`` no longer go to graph memory pool ``pool``.
+
+    ``CUDAGraph.capture_end`` does this, but when the capture failed it raises before, and the allocator then goes
+    on treating allocations as part of a capture (``torch.cuda.empty_cache`` later fails an internal assert). torch
+    has no public call to undo a failed capture; this private binding is what ``capture_end`` uses.
+    """
+    torch._C._cuda_endAllocateToPool(device, pool)
+
+
+def cuda_release_pool(device: int, pool: tuple[int, int]) -> None:
+    """Drop the allocator's hold on graph memory pool ``pool`` so its blocks can be freed (private, as above)."""
+    torch._C._cuda_releasePool(device, pool)
+
+
 # ---- argparse / jsonargparse ---------------------------------------------------------------------------------
 def long_options(parser: ArgumentParser) -> list[str]:
     """Every ``--option`` a parser accepts, for "did you mean" hints.

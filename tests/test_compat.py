@@ -246,6 +246,12 @@ def test_has_triton_answers():
         assert not compat.has_triton(), f"has_triton() says yes without the triton package in {compat.VERSIONS}"
 
 
+@pytest.mark.parametrize("name", ["_cuda_endAllocateToPool", "_cuda_releasePool"])
+def test_cuda_pool_bindings_exist(name):
+    """The allocator bindings a failed CUDA-graph capture is undone with (present in CPU builds too)."""
+    require(torch._C, name)
+
+
 class Scaled(Tiny):
     def __init__(self, w0: float = 0.0) -> None:
         super().__init__()

@@ -1,4 +1,6 @@
-"""CUDA-graph training steps: what rules capture out, the fallback, and (on CUDA) the same training as eager."""
+"""CUDA-graph training steps: what rules capture out, and on CUDA the same training as eager, a failed capture that
+leaves the device usable, and the graphs released at the L-BFGS switch. The logic runs on the CPU with a stand-in
+for ``torch.cuda`` in ``test_graph_logic.py``."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from lightning.pytorch.callbacks import Callback
 from pinn.optim.persistent_adam import PersistentAdam
 from pinn.training.balancing import GradNormBalancing
 from pinn.training.data import ElasticDataModule
-from pinn.training.graphs import GraphedStep, graph_blockers
+from pinn.training.graphs import graph_blockers
 from pinn.training.module import ElasticPINN
+from pinn.training.stages import LBFGSStage
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -38,25 +41,11 @@ def fit(device: str, steps: int, tmp_path, **model_kwargs):
 
 def test_blockers_name_each_reason():
     model = ElasticPINN(width=8, depth=2, balancing=GradNormBalancing())
-    reasons = graph_blockers(model, torch.optim.Adam(model.parameters()), 2, True, True)
-    assert reasons == ["the model is on cpu, not CUDA", "more than one process (DDP)",
-                       "the optimizer is Adam, not PersistentAdam", "a learning-rate scheduler", "gradient clipping",
-                       "loss balancing"]
+    reasons = graph_blockers(model, torch.optim.Adam(model.parameters()), scheduler=True)
+    assert reasons == ["the model is on cpu, not CUDA", "the optimizer is Adam, not PersistentAdam",
+                       "a learning-rate scheduler", "loss balancing"]
     plain = ElasticPINN(width=8, depth=2)
-    assert graph_blockers(plain, PersistentAdam(plain.parameters()), 1, False, False) == [
-        "the model is on cpu, not CUDA"]
-
-
-def test_each_batch_shape_warms_up_on_its_own():
-    """A full and a shorter last mini-batch alternate: each shape counts its own eager warm-up steps, so neither
-    resets the other's (and, once captured, neither replaces the other's graph)."""
-    model = ElasticPINN(width=8, depth=2)
-    graphs = GraphedStep(model, PersistentAdam(model.parameters()), warmup=3)
-    full = {"interior": torch.zeros(16, 3)}
-    short = {"interior": torch.zeros(8, 3)}
-    assert [graphs.ready(b) for b in [full, short] * 3] == [False] * 6
-    assert graphs.ready(full) and graphs.ready(short)  # the fourth of each: captured now
-    assert graphs.optimizer.param_groups[0]["capturable"] is True
+    assert graph_blockers(plain, PersistentAdam(plain.parameters())) == ["the model is on cpu, not CUDA"]
 
 
 def test_invalid_setting_is_refused():
@@ -75,10 +64,43 @@ def test_asked_for_on_cpu_warns_and_trains_eagerly(tmp_path):
 @cuda
 def test_cuda_graph_training_matches_eager(tmp_path):
     """Forward, backward and the PersistentAdam step replayed from a graph train as the eager steps do, to float
-    rounding (the capturable update computes its bias corrections in float32 on the device)."""
+    rounding (the capturable update computes its bias corrections in float32 on the device), with one Adam update per
+    global step."""
     graphed_model, graphed = fit("gpu", 30, tmp_path, cuda_graphs=True)
-    assert graphed_model._graphs is not None and graphed_model._graphs.graph is not None
+    assert graphed_model._graphs is not None and graphed_model._graphs.failed is None
+    assert len(graphed_model._graphs.captures) == 1
+    steps = {int(s["step"]) for s in graphed_model.trainer.optimizers[0].state.values()}
+    assert steps == {30}
     eager_model, eager = fit("gpu", 30, tmp_path, cuda_graphs=False)
     torch.testing.assert_close(torch.tensor(graphed), torch.tensor(eager), rtol=1e-4, atol=1e-6)
     for a, b in zip(graphed_model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@cuda
+def test_a_failed_cuda_capture_leaves_the_device_usable(tmp_path, monkeypatch):
+    """A loss that reads a value on the host fails to capture: one warning, the run finishes eagerly, the caller's
+    stream is current again, and the allocator takes a cache flush (which fails an internal assert when a failed
+    capture is left open)."""
+    loss = ElasticPINN.training_loss
+
+    def reads_on_host(self, batch):
+        out = loss(self, batch)
+        if float(out[0]) < 0:
+            raise AssertionError
+        return out
+
+    monkeypatch.setattr(ElasticPINN, "training_loss", reads_on_host)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the training step failed"):
+        model, losses = fit("gpu", 8, tmp_path, cuda_graphs=True)
+    assert model._graphs.failed is not None and len(losses) == 8
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    torch.cuda.empty_cache()
+    assert torch.cuda.is_current_stream_capturing() is False
+    (torch.ones(4, device="cuda") * 2).sum().item()
+
+
+@cuda
+def test_graphs_release_their_memory_at_the_lbfgs_switch(tmp_path):
+    model, losses = fit("gpu", 8, tmp_path, cuda_graphs=True, lbfgs=LBFGSStage(start_step=5, max_iter=2))
+    assert model._graphs is None and len(losses) == 8

@@ -28,6 +28,9 @@ from pinn.networks.mlp import MLP
 
 Streams = Callable[[MLP, Tensor, str], "tuple[Tensor, Tensor, Tensor | None]"]
 DIRECTIONS = {"velocity": (2,), "gradient": (0, 1, 2), "pde": (0, 1, 2)}
+# The same as slices: indexing with a slice is a view, where a list of indices would become a tensor made from host
+# data on every call (a host-to-device copy, which a captured CUDA graph cannot hold)
+_SLICES = {k: slice(v[0], v[-1] + 1) for k, v in DIRECTIONS.items()}
 
 
 def taylor_applies(net: object) -> bool:
@@ -71,7 +74,7 @@ def taylor_streams(net: MLP, xyt: Tensor, order: str) -> tuple[Tensor, Tensor, T
         ``uv`` ``(N, 2)``; first derivatives ``(D, N, 2)`` along :data:`DIRECTIONS` ``[order]``; second derivatives
         ``(4, N, 2)`` in the order xx, yy, tt, xy for ``"pde"``, else ``None``.
     """
-    dirs = list(DIRECTIONS[order])
+    dirs = _SLICES[order]
     second = order == "pde"
     z = (xyt - net.center) * net.scale  # (N, 3)
     # z = (x - c) * s makes dz/dx_i = s_i the same at every point, and z_ij = 0

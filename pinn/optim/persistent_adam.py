@@ -243,11 +243,9 @@ def _multi_tensor_persistent_adam(
                                                          steps):
         if maximize:
             g_ = torch._foreach_neg(g_)
-        if all(s.is_cpu for s in s_):
-            # a tensor increment keeps the CPU foreach fallback from wrapping 1 into a new tensor per step
-            torch._foreach_add_(s_, torch.tensor(1.0), alpha=1.0)
-        else:
-            torch._foreach_add_(s_, 1.0)
+        # a plain number on every device: a tensor made here from host data would be a host-to-device copy in each
+        # step, which a captured CUDA graph cannot hold (the CPU fallback's cost of wrapping 1 is negligible)
+        torch._foreach_add_(s_, 1.0)
         if weight_decay != 0:
             if decoupled_weight_decay:
                 torch._foreach_mul_(p_, 1 - lr * weight_decay)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pinn.physics.device_cache import device_cache
 from pinn.physics.media import Medium
 
 
@@ -53,7 +54,8 @@ class GridMedium(Medium):
                              "extend the grid or shrink the domain.")
 
     def properties(self, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out = cubic_sample(self.grid.to(xy), self.x0, self.dx, self.y0, self.dy, xy)  # (3, N)
+        grid = device_cache(self).like("grid", lambda: self.grid, xy)
+        out = cubic_sample(grid, self.x0, self.dx, self.y0, self.dy, xy)  # (3, N)
         return out[0], out[1], out[2]
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pinn.physics.device_cache import device_cache
+
 
 class Wavelet:
     """Base class: a dimensionless source time function ``w(t)``."""
@@ -84,7 +86,8 @@ class FileWavelet(Wavelet):
         self.t, self.w = _read_wavelet(Path(path))  # (S,) float64 each
 
     def __call__(self, t: Tensor) -> Tensor:
-        ts, ws = torch.as_tensor(self.t).to(t), torch.as_tensor(self.w).to(t)
+        cache = device_cache(self)
+        ts, ws = cache.like("t", lambda: self.t, t), cache.like("w", lambda: self.w, t)
         i = torch.searchsorted(ts, t.detach().contiguous()).clamp(1, len(ts) - 1)
         t0, t1, w0, w1 = ts[i - 1], ts[i], ws[i - 1], ws[i]
         out = w0 + (w1 - w0) * (t - t0) / (t1 - t0)
@@ -166,7 +169,7 @@ class Source:
 
     def gaussian(self, xy: Tensor) -> tuple[Tensor, Tensor]:
         """``g`` ``(N,)`` (1/m^2) and the offsets ``xy - position`` ``(N, 2)``."""
-        offset = xy - torch.tensor(self.position, dtype=xy.dtype, device=xy.device)
+        offset = xy - device_cache(self).like("position", lambda: self.position, xy)
         r2 = (offset**2).sum(-1)
         return torch.exp(-0.5 * r2 / self.width**2) / (2 * math.pi * self.width**2), offset
 
@@ -218,7 +221,7 @@ class PointForce(Source):
 
     def spatial(self, xy: Tensor) -> Tensor:
         g, _ = self.gaussian(xy)
-        d = torch.tensor(self.direction, dtype=xy.dtype, device=xy.device)
+        d = device_cache(self).like("direction", lambda: self.direction, xy)
         return self.amplitude * g[:, None] * d  # (N, 2)
 
 

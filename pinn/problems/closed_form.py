@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from pinn.physics.device_cache import device_cache
 from pinn.physics.elasticity import Material, stress
 from pinn.physics.fields import Fields
 from pinn.physics.media import Medium, MediumValues
@@ -94,9 +95,10 @@ class PlaneWaves(Problem):
 
     def gradient(self, xyt: Tensor) -> Tensor:
         out = xyt.new_zeros(xyt.shape[0], 2, 2)
-        for a, d, k, _, arg in self._terms(xyt):
+        for i, (a, d, k, _, arg) in enumerate(self._terms(xyt)):
             c = a * torch.cos(arg)  # d u_i / d x_j = A d_i k_j cos(arg)
-            dk = torch.tensor([[d[0] * k[0], d[0] * k[1]], [d[1] * k[0], d[1] * k[1]]], dtype=xyt.dtype, device=xyt.device)
+            dk = device_cache(self).like(("dk", i), lambda: [[d[0] * k[0], d[0] * k[1]], [d[1] * k[0], d[1] * k[1]]],
+                                         xyt)
             out = out + c[:, None, None] * dk
         return out
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pinn.physics.device_cache import device_cache
+
 EDGES = ("bottom", "right", "top", "left")
 
 
@@ -77,7 +79,7 @@ class Domain:
 
     def outward_normal(self, xyt: Tensor) -> Tensor:
         """Outward unit normal ``(N, 2)`` of boundary points (the nearest edge wins at corners)."""
-        normals = torch.tensor([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=xyt.dtype, device=xyt.device)
+        normals = device_cache(self).like("normals", lambda: [[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], xyt)
         return normals[self.edge_index(xyt)]
 
     def edge_index(self, xyt: Tensor) -> Tensor:

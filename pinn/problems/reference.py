@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pinn.physics.device_cache import device_cache
 from pinn.problems.files import atomic_write
 from pinn.problems.reference_settings import ReferenceSettings, key_fields
 
@@ -52,7 +53,6 @@ class Reference:
         self.displacement = np.asarray(displacement, np.float64)
         self.velocity = np.asarray(velocity, np.float64)
         self.meta = dict(meta or {})
-        self._tensors: dict = {}  # (name, dtype, device) -> tensor, so repeated queries copy the data once
         self._check()
 
     def _check(self) -> None:
@@ -77,16 +77,16 @@ class Reference:
         return self._interpolate("velocity", xyt)
 
     def _interpolate(self, name: str, xyt: Tensor) -> Tensor:
-        key = (name, xyt.dtype, xyt.device)
-        if key not in self._tensors:
-            self._tensors[key] = torch.as_tensor(getattr(self, name)).to(dtype=xyt.dtype, device=xyt.device)
-        data = self._tensors[key]  # (nt, ny, nx, 2)
+        data = device_cache(self).like(name, lambda: getattr(self, name), xyt)  # (nt, ny, nx, 2), copied once
+        # The range check reads a value on the host: not while a CUDA graph captures the step (the same points' range
+        # was checked in the eager warm-up steps before, and the pools' points lie in the domain)
+        check = not (xyt.is_cuda and torch.cuda.is_current_stream_capturing())
         index, frac = [], []
         for col, axis in ((2, self.t), (1, self.y), (0, self.x)):  # t, y, x: the order of the data's axes
             q = xyt[:, col].detach()
             lo, hi, n = float(axis[0]), float(axis[-1]), len(axis)
             tol = 1e-9 * (hi - lo)
-            if bool(((q < lo - tol) | (q > hi + tol)).any()):
+            if check and bool(((q < lo - tol) | (q > hi + tol)).any()):
                 bad = ((q < lo - tol) | (q > hi + tol)).nonzero()[0, 0]
                 raise ValueError(f"point {xyt[bad].tolist()} lies outside the reference's {'xyt'[col]} range "
                                  f"[{lo}, {hi}].")

@@ -9,39 +9,68 @@ fixed memory, so it applies only where everything the step does is fixed:
   only changes the values, which are copied into the graph's input buffers);
 - the optimizer: ``PersistentAdam`` with ``capturable`` (no host synchronisation in its step) and no scheduler
   (the learning rate is baked into the graph);
-- no Python decision that depends on the step: no loss balancing, no causal weights, no material held until a step,
-  one process (DDP's reducer is not captured).
+- the loss: no tensor made from host data and no host synchronisation inside it (constants are made once on the
+  device, :mod:`pinn.physics.device_cache`; ``tests/test_host_traffic.py`` checks every shipped config);
+- no Python decision that depends on the step, and nothing outside the step that acts on it: :func:`graph_blockers`
+  lists the settings that rule capture out for the whole run (several devices, accumulation, mixed precision, ...),
+  and the run log says which, once.
 
-A batch of a new shape (a shorter last mini-batch, the pool after RAR-D grows it) runs eagerly for ``warmup``
-steps and is then captured too; the L-BFGS stage runs eagerly. :func:`graph_blockers` says what rules
-capture out for the whole run.
+Each batch signature runs eagerly for ``warmup`` steps, on the side stream the capture uses, and is then captured;
+a new shape (a shorter last mini-batch, the pool after RAR-D grows it) warms up in turn. The L-BFGS stage runs
+eagerly, and its start gives the graphs' memory back. A capture that fails is undone (stream, allocator, pool) and
+the run goes on eagerly, with one warning.
 """
 
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from lightning.pytorch.strategies import ParallelStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
+from pinn import compat
 from pinn.optim.persistent_adam import PersistentAdam
 
+# Precisions a graph holds: a plain dtype end to end, no gradient scaler
+EXACT_PRECISIONS = ("32-true", "64-true", "32", "64")
 
-def graph_blockers(module, optimizer, world_size: int, scheduler: bool, clipping: bool) -> list[str]:
-    """Why a CUDA graph cannot capture the training step of ``module`` with ``optimizer`` (empty: it can)."""
+
+def graph_blockers(module, optimizer, trainer=None, *, scheduler: bool = False) -> list[str]:
+    """Why a CUDA graph cannot capture the training step of ``module`` with ``optimizer`` under ``trainer`` (empty:
+    it can). Each rule is a setting the captured step cannot hold:
+
+    - a strategy over several devices (by type, not by the number of processes: DDP's reducer hooks run in backward
+      even in a world of one, and a graph would capture one rank's all-reduce);
+    - gradient accumulation (each replay also steps the optimizer, so a global step would take that many updates);
+    - precision other than 32 or 64 bit (mixed precision's gradient scaler steps the optimizer itself, and skips
+      steps with non-finite gradients, a decision on the host);
+    - gradient clipping and anomaly detection (host decisions after backward);
+    - a learning-rate scheduler (the rate is baked into the graph), and any other optimizer than PersistentAdam;
+    - loss balancing, causal weights, unknown material and time windows (decisions that depend on the step).
+    """
     reasons = []
     if module.device.type != "cuda":
         reasons.append(f"the model is on {module.device.type}, not CUDA")
-    if world_size > 1:
-        reasons.append("more than one process (DDP)")
+    if trainer is not None:
+        strategy = trainer.strategy
+        if isinstance(strategy, ParallelStrategy):
+            reasons.append(f"the {type(strategy).__name__} (several devices or processes)")
+        if trainer.accumulate_grad_batches != 1:
+            reasons.append(f"gradient accumulation (accumulate_grad_batches={trainer.accumulate_grad_batches})")
+        if str(trainer.precision) not in EXACT_PRECISIONS:
+            reasons.append(f"precision {trainer.precision}")
+        if trainer.gradient_clip_val:
+            reasons.append("gradient clipping")
+    if torch.is_anomaly_enabled():
+        reasons.append("anomaly detection")
     if type(optimizer) is not PersistentAdam:
         reasons.append(f"the optimizer is {type(optimizer).__name__}, not PersistentAdam")
     if scheduler:
         reasons.append("a learning-rate scheduler")
-    if clipping:
-        reasons.append("gradient clipping")
     if module.balancer is not None:
         reasons.append("loss balancing")
     if module.causal is not None:
@@ -55,13 +84,12 @@ def graph_blockers(module, optimizer, world_size: int, scheduler: bool, clipping
 
 def decide_graphs(module) -> GraphedStep | None:
     """The :class:`GraphedStep` of ``module`` (an :class:`~pinn.training.module.ElasticPINN` in a fit) if its
-    ``cuda_graphs`` setting says to capture and nothing rules it out, else ``None``; the run log says why not."""
+    ``cuda_graphs`` setting says to capture and nothing rules it out, else ``None``; the run log says why not, once."""
     if module.cuda_graphs is False:
         return None
     trainer = module.trainer
     optimizer = trainer.optimizers[0]
-    blockers = graph_blockers(module, optimizer, trainer.world_size, module.scheduler_factory is not None,
-                              bool(trainer.gradient_clip_val))
+    blockers = graph_blockers(module, optimizer, trainer, scheduler=module.scheduler_factory is not None)
     if not blockers:
         rank_zero_info("Capturing the Adam steps in a CUDA graph; model.cuda_graphs: false turns it off.")
         return GraphedStep(module, optimizer)
@@ -72,13 +100,78 @@ def decide_graphs(module) -> GraphedStep | None:
     return None
 
 
+def graph_this_step(module) -> bool:
+    """Whether this training step of ``module`` runs in its :class:`GraphedStep`: decided once per fit
+    (:func:`decide_graphs`), for the Adam stage only, until a capture fails. At the switch to L-BFGS the graphs and
+    their memory are given back: that stage runs eagerly, in float64, and never returns to Adam."""
+    if not module._graphs_decided:
+        module._graphs_decided = True
+        module._graphs = decide_graphs(module)
+    if module._graphs is not None and module.stage != "adam":
+        module._graphs.release()
+        module._graphs = None
+    return module._graphs is not None and module._graphs.active
+
+
 def replayed_optimizer_step(module, optimizer, optimizer_closure) -> None:
-    """``optimizer_step`` of a step that replays its graph: the closure runs ``training_step``, which replays the
-    forward, backward and update; only if the capture failed there (the closure then ran the loss and backward
-    eagerly) does the optimizer step here."""
+    """``optimizer_step`` of a step that :class:`GraphedStep` runs: the closure runs ``training_step``, which runs
+    the forward, backward and update (eagerly in a warm-up, or by replaying the graph); only if a capture failed
+    there (the closure then ran the loss and backward eagerly) does the optimizer step here."""
     optimizer_closure()
     if not module.graph_now:
         optimizer.step()
+
+
+class TorchCuda:
+    """The few ``torch.cuda`` calls a :class:`GraphedStep` makes, in one place, so that tests on a machine without
+    CUDA can put a recording stand-in in their place (``tests/test_graph_logic.py``)."""
+
+    def stream(self):
+        return torch.cuda.Stream()
+
+    @contextmanager
+    def on(self, stream):
+        """Run the block on ``stream``, ordered after the work queued so far and before the work queued later, and
+        back on the caller's stream afterwards whatever happens inside (torch's advice: warm up and capture on one
+        side stream)."""
+        caller = torch.cuda.current_stream()
+        stream.wait_stream(caller)
+        try:
+            with torch.cuda.stream(stream):
+                yield
+        finally:
+            caller.wait_stream(stream)
+
+    def graph(self):
+        return torch.cuda.CUDAGraph()
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize()
+
+    def abandon(self, graph) -> None:
+        """Undo what a failed capture left: the caching allocator still routing this thread's allocations to the
+        graph's pool (``capture_end`` raised before it told the allocator), and the pool itself; then the memory."""
+        device = torch.cuda.current_device()
+        pool = graph.pool()
+        for undo in (compat.cuda_end_allocate_to_pool, compat.cuda_release_pool):
+            try:
+                undo(device, pool)
+            except RuntimeError:  # already done by capture_end, or the pool was never made
+                pass
+        try:
+            graph.reset()
+            torch.cuda.synchronize()  # reads (and so clears) the capture's error, if the stream kept one
+        except RuntimeError:
+            pass
+        torch.cuda.empty_cache()
+
+    def release(self, graphs) -> None:
+        for graph in graphs:
+            graph.reset()
+        torch.cuda.empty_cache()
+
+
+CUDA = TorchCuda()
 
 
 def _signature(batch: dict[str, Tensor]) -> tuple:
@@ -89,18 +182,21 @@ def _signature(batch: dict[str, Tensor]) -> tuple:
 class _Capture:
     """The graph of one batch signature: its input buffers, outputs and the gradients it writes (kept alive)."""
 
-    graph: torch.cuda.CUDAGraph
+    graph: object  # torch.cuda.CUDAGraph
     inputs: dict[str, Tensor]
     outputs: tuple[Tensor, dict[str, Tensor]]
     grads: list[Tensor]
 
 
 class GraphedStep:
-    """Captures ``loss = module.training_loss(batch); loss.backward(); optimizer.step()`` and replays it.
+    """Runs ``loss = module.training_loss(batch); loss.backward(); optimizer.step()``: eagerly for the first
+    ``warmup`` steps of a batch signature, then captured in a CUDA graph and replayed.
 
-    One graph per batch signature (keys, shapes, dtypes), so that a full mini-batch and a shorter last one each
-    keep theirs; at most ``keep`` of them, the least recently used dropped first (RAR-D growth makes a new
-    signature each time).
+    Warm-up and capture run on one side stream, so that what is created lazily per stream (cuBLAS workspaces) exists
+    before capture. One graph per batch signature (keys, shapes, dtypes), so that a full mini-batch and a shorter
+    last one each keep theirs; at most ``keep`` of them, the least recently used dropped first (RAR-D growth makes a
+    new signature each time). A capture that fails (a host synchronisation or an operation a graph cannot hold)
+    leaves the stream and the allocator as they were, warns once, and every later step runs eagerly.
 
     Args:
         module: The :class:`~pinn.training.module.ElasticPINN` (on a CUDA device).
@@ -108,32 +204,33 @@ class GraphedStep:
         warmup: Eager steps with a batch signature before it is captured (torch's advice: lazily created state,
             such as the optimizer's moments or compiled kernels, must exist before capture).
         keep: How many captured signatures to keep.
+        cuda: The CUDA calls (:class:`TorchCuda`; a stand-in in tests).
     """
 
-    def __init__(self, module, optimizer: PersistentAdam, warmup: int = 3, keep: int = 2) -> None:
+    def __init__(self, module, optimizer: PersistentAdam, warmup: int = 3, keep: int = 2, cuda=None) -> None:
         self.module, self.optimizer, self.warmup, self.keep = module, optimizer, warmup, keep
+        self.cuda = cuda or CUDA
         for group in optimizer.param_groups:
             group["capturable"] = True
         self.captures: dict[tuple, _Capture] = {}  # in order of last use
         self.seen: dict[tuple, int] = {}  # eager steps per signature not captured yet
         self.failed: str | None = None
+        self.stream = self.cuda.stream()
 
-    def ready(self, batch: dict[str, Tensor]) -> bool:
-        """Whether this batch's step replays (or captures) a graph; if not, it runs eagerly and counts as a
-        warm-up step for its signature."""
-        if self.failed is not None:
-            return False
-        signature = _signature(batch)
-        if signature in self.captures:
-            return True
-        self.seen[signature] = self.seen.get(signature, 0) + 1
-        return self.seen[signature] > self.warmup
+    @property
+    def active(self) -> bool:
+        """Whether the steps still run here (until a capture fails)."""
+        return self.failed is None
 
     def step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """One training step (the update included) from ``batch``; returns copies of the loss and its terms."""
+        """One training step (the update included) from ``batch``; returns copies of the loss and its terms.
+        Raises :class:`CaptureFailed` (nothing updated) when the capture fails: the caller runs the step eagerly."""
         signature = _signature(batch)
         capture = self.captures.pop(signature, None)
         if capture is None:
+            self.seen[signature] = self.seen.get(signature, 0) + 1
+            if self.seen[signature] <= self.warmup:
+                return self._eager(batch)
             capture = self._capture(batch)
             del self.seen[signature]
         else:
@@ -146,23 +243,52 @@ class GraphedStep:
         loss, terms = capture.outputs
         return loss.detach().clone(), {k: v.detach().clone() for k, v in terms.items()}
 
+    def _eager(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        with self.cuda.on(self.stream):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, terms = self.module.training_loss(batch)
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach(), {k: v.detach() for k, v in terms.items()}
+
     def _capture(self, batch: dict[str, Tensor]) -> _Capture:
         inputs = {k: v.clone() for k, v in batch.items()}
         self.optimizer.zero_grad(set_to_none=True)  # backward then allocates the gradients from the graph's pool
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
+        self.cuda.synchronize()
+        graph = self.cuda.graph()
+        error = None
+        with self.cuda.on(self.stream):
+            # thread-local: another thread's CUDA calls (a data loader's) neither break the capture nor fail
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
                 loss, terms = self.module.training_loss(inputs)
                 loss.backward()
                 self.optimizer.step()
-        except Exception as err:  # a host synchronisation or an unsupported operation inside the step
-            self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+            except Exception as err:  # a host synchronisation or an operation a graph cannot hold
+                error = err
+            try:
+                graph.capture_end()
+            except Exception as err:
+                error = error or err
+        if error is not None:
+            self.optimizer.zero_grad(set_to_none=True)  # gradients in the abandoned pool
+            loss = terms = None
+            self.cuda.abandon(graph)
+            self.failed = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
             warnings.warn(f"CUDA graph capture of the training step failed ({self.failed}); training goes on "
-                          "without it. Set model.cuda_graphs to false to silence this.", RuntimeWarning, stacklevel=2)
-            raise CaptureFailed from err
+                          "without it. Set model.cuda_graphs to false to avoid the attempt.", RuntimeWarning,
+                          stacklevel=2)
+            raise CaptureFailed(self.failed) from error
         grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         return _Capture(graph, inputs, (loss, terms), grads)
+
+    def release(self) -> None:
+        """Give back the graphs and their memory pools (the L-BFGS stage runs eagerly, in float64): the gradients
+        that lived in a pool are dropped first."""
+        self.optimizer.zero_grad(set_to_none=True)
+        graphs = [c.graph for c in self.captures.values()]
+        self.captures.clear()
+        self.cuda.release(graphs)
 
 
 class CaptureFailed(RuntimeError):

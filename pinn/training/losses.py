@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from pinn.physics.device_cache import DeviceCache
 from pinn.physics.unknowns import NAMES
 from pinn.problems.closed_form import Problem
 
@@ -111,6 +112,16 @@ def masked_mse(a: Tensor, b: Tensor) -> Tensor:
     return (miss**2).sum(-1).mean()
 
 
+_EDGE_GROUPS = DeviceCache()
+
+
+def _edge_groups(edges: tuple, device: torch.device) -> list[Tensor]:
+    """For each distinct edge condition of ``edges`` (bottom, right, top, left), which of the four edges have it: made
+    once per device, since a tensor made from host data in each step would be a host-to-device copy."""
+    return [_EDGE_GROUPS.get((edges, k), lambda edge=edge: [e == edge for e in edges], device)
+            for k, edge in enumerate(dict.fromkeys(edges))]
+
+
 def boundary_loss(model, xyt: Tensor) -> Tensor:
     """Mean over boundary points ``xyt`` ``(N, 3)`` of the squared residual of each point's edge condition
     (:mod:`pinn.problems.boundaries`), non-dimensional: displacements divided by U, tractions by S U / L
@@ -124,8 +135,8 @@ def boundary_loss(model, xyt: Tensor) -> Tensor:
         normal, material = p.domain.outward_normal(xyt), model.material_at(xyt[:, :2])
     which = p.domain.edge_index(xyt)  # (N,)
     miss = None
-    for edge in dict.fromkeys(edges):  # equal conditions once; a mask, not an index, keeps the shapes fixed
+    for k, edge in enumerate(dict.fromkeys(edges)):  # equal conditions once; a mask, not an index, keeps the shapes
         r = edge.residual(f, material, normal, xyt, p, s)  # (N, 2)
-        on = torch.tensor([e == edge for e in edges], device=which.device)[which]  # (N,)
+        on = _edge_groups(edges, which.device)[k][which]  # (N,)
         miss = r if miss is None else torch.where(on[:, None], r, miss)
     return (miss**2).sum(-1).mean()

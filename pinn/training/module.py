@@ -23,7 +23,7 @@ from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.checks import check_setup
 from pinn.training.compiled import CompiledKernel, decide_compile
-from pinn.training.graphs import CaptureFailed, GraphedStep, decide_graphs, replayed_optimizer_step
+from pinn.training.graphs import CaptureFailed, GraphedStep, graph_this_step, replayed_optimizer_step
 from pinn.training.hparams import settings
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
 from pinn.training.losses import LossWeights, boundary_loss, loss_terms
@@ -138,7 +138,7 @@ class ElasticPINN(L.LightningModule):
         self.cuda_graphs = cuda_graphs
         self._graphs: GraphedStep | None = None
         self._graphs_decided = False
-        self.graph_now = False  # whether the current training step replays the graph
+        self.graph_now = False  # whether the current training step runs in GraphedStep (warm-up, capture, replay)
         self.val_metric = RelativeL2()
         self.test_metric = RelativeL2()
         self.causal = settings(hp, "causal", Causal, causal)
@@ -275,10 +275,7 @@ class ElasticPINN(L.LightningModule):
             next_window(self)
         if self.lbfgs is not None:
             advance_stage(self)
-        if not self._graphs_decided:
-            self._graphs_decided = True
-            self._graphs = decide_graphs(self)
-        self.graph_now = self._graphs is not None and self.stage == "adam" and self._graphs.ready(batch)
+        self.graph_now = graph_this_step(self)
 
     def stage_start(self) -> int:
         """The global step the current window began at (0 without windows): ``lbfgs.start_step`` counts from it."""
@@ -318,7 +315,7 @@ class ElasticPINN(L.LightningModule):
         if self.graph_now:
             try:
                 loss, terms = self._graphs.step(batch)
-            except CaptureFailed:  # run it eagerly: Lightning's closure zeroes the gradients before backward
+            except CaptureFailed:  # nothing ran: eagerly now, and Lightning's closure zeroes the gradients
                 self.graph_now = False
         if not self.graph_now:
             loss, terms = self.training_loss(batch)
