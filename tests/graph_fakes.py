@@ -166,6 +166,7 @@ class FakeCuda:
         self.captures_begun = 0
         self.abandoned = 0
         self.released = 0
+        self.ended: list[bool] = []  # per abandoned capture: whether its capture_end went through
         self.graphs: list[FakeGraph] = []
 
     def stream(self) -> str:
@@ -186,11 +187,12 @@ class FakeCuda:
     def synchronize(self) -> None:
         pass
 
-    def abandon(self, graph: FakeGraph) -> None:
+    def abandon(self, graph: FakeGraph, ended: bool = False) -> None:
         if graph.recording is not None:  # the capture raised before capture_end: leave the recording mode
             graph.recording.__exit__(None, None, None)
             graph.recording = None
         self.abandoned += 1
+        self.ended.append(ended)
 
     def release(self, graphs) -> None:
         self.released += len(list(graphs))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from graph_fakes import CaptureRefused, FakeCuda
+from graph_fakes import CaptureRefused, FakeCuda, FakeGraph
 from lightning.pytorch.callbacks import Callback
 
 import pinn.training.graphs as graphs_module
@@ -151,13 +151,34 @@ def test_a_failed_capture_falls_back_once_and_the_run_finishes(fake_cuda, tmp_pa
                                             r"model.cuda_graphs to false") as caught:
         model, _, record = fit(tmp_path, 8, True)
     assert sum("capture" in str(w.message) for w in caught) == 1
-    assert fake_cuda.captures_begun == 1 and fake_cuda.abandoned == 1 and fake_cuda.streams == ["default"]
+    assert fake_cuda.captures_begun == 1 and fake_cuda.ended == [True] and fake_cuda.streams == ["default"]
     assert record.graphed == [True, True, True] + [False] * 5  # three warm-ups; the failed capture's step on
     assert "CaptureRefused" in model._graphs.failed
     eager_model, _, eager = fit(tmp_path, 8, False)
     assert record.losses == eager.losses
     for a, b in zip(model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_capture_whose_end_fails_is_undone_and_training_goes_on(fake_cuda, tmp_path):
+    """The CUDA runtime can also refuse at capture_end (an invalidated capture): the allocator and pool are then
+    undone by hand, and the run trains on eagerly, as eager training."""
+    end = FakeGraph.capture_end
+
+    def failing_end(self):
+        end(self)
+        raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+    FakeGraph.capture_end = failing_end
+    try:
+        with pytest.warns(RuntimeWarning, match="capture of the training step failed"):
+            model, _, record = fit(tmp_path, 6, True)
+    finally:
+        FakeGraph.capture_end = end
+    assert fake_cuda.ended == [False] and fake_cuda.streams == ["default"]
+    assert record.graphed == [True, True, True, False, False, False]
+    eager_model, _, eager = fit(tmp_path, 6, False)
+    assert record.losses == eager.losses
 
 
 def test_the_graphs_are_released_at_the_lbfgs_switch(fake_cuda, tmp_path):

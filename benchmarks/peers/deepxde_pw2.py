@@ -32,7 +32,7 @@ os.environ.setdefault("DDE_BACKEND", "pytorch")
 import deepxde as dde  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from pw2 import LAM, MU, RHO, WEIGHTS, arguments, exact, points, report  # noqa: E402
+from pw2 import LAM, MU, RHO, WEIGHTS, arguments, exact, points, report, synchronize  # noqa: E402
 
 
 def pde(x, y):
@@ -51,6 +51,10 @@ def main() -> None:
     args = arguments(__doc__.splitlines()[0])
 
     torch.set_num_threads(args.threads)
+    # DeepXDE's PyTorch backend makes every tensor on the GPU when one is visible, on the CPU otherwise
+    if (args.device == "cuda") != torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: DeepXDE picks the GPU exactly when one is visible "
+                         "(hide it with CUDA_VISIBLE_DEVICES= for the CPU)")
     dde.config.set_default_float("float32")
     dde.config.set_random_seed(0)
 
@@ -98,8 +102,10 @@ def main() -> None:
     if args.warmup:
         model.train(iterations=args.warmup, display_every=10**9, callbacks=[warm], verbose=0)
     timer = Timer()
+    synchronize(args.device)
     t0 = time.perf_counter()
     model.train(iterations=args.steps, display_every=10**9, callbacks=[timer], verbose=0)
+    synchronize(args.device)
     loop = time.perf_counter() - t0
     ms = statistics.median(timer.times) * 1e3
     report("deepxde", dde.__version__, torch.__version__, ms, args, torch.get_num_threads(),

@@ -50,7 +50,17 @@ def arguments(description: str) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--points-scale", type=int, default=1, help="multiply every point count by this")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to train (cuda: the first GPU; the loop time then ends with a device synchronisation)")
     return p.parse_args()
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a wall-clock interval holds all of it."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def report(library: str, version: str, torch_version: str, ms: float, args: argparse.Namespace, threads: int,

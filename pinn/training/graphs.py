@@ -148,16 +148,18 @@ class TorchCuda:
     def synchronize(self) -> None:
         torch.cuda.synchronize()
 
-    def abandon(self, graph) -> None:
-        """Undo what a failed capture left: the caching allocator still routing this thread's allocations to the
-        graph's pool (``capture_end`` raised before it told the allocator), and the pool itself; then the memory."""
-        device = torch.cuda.current_device()
-        pool = graph.pool()
-        for undo in (compat.cuda_end_allocate_to_pool, compat.cuda_release_pool):
-            try:
-                undo(device, pool)
-            except RuntimeError:  # already done by capture_end, or the pool was never made
-                pass
+    def abandon(self, graph, ended: bool) -> None:
+        """Undo what a failed capture left, then free its memory. If ``capture_end`` went through (the step raised
+        inside the capture), the graph's own ``reset`` releases its pool. If ``capture_end`` raised, it did so before
+        telling the caching allocator, which would go on routing allocations to the graph's pool: end that, and
+        release the pool, here."""
+        if not ended:
+            device, pool = torch.cuda.current_device(), graph.pool()
+            for undo in (compat.cuda_end_allocate_to_pool, compat.cuda_release_pool):
+                try:
+                    undo(device, pool)
+                except RuntimeError:  # this torch had already done it
+                    pass
         try:
             graph.reset()
             torch.cuda.synchronize()  # reads (and so clears) the capture's error, if the stream kept one
@@ -256,7 +258,7 @@ class GraphedStep:
         self.optimizer.zero_grad(set_to_none=True)  # backward then allocates the gradients from the graph's pool
         self.cuda.synchronize()
         graph = self.cuda.graph()
-        error = None
+        error, ended = None, False
         with self.cuda.on(self.stream):
             # thread-local: another thread's CUDA calls (a data loader's) neither break the capture nor fail
             graph.capture_begin(capture_error_mode="thread_local")
@@ -268,12 +270,13 @@ class GraphedStep:
                 error = err
             try:
                 graph.capture_end()
+                ended = True
             except Exception as err:
                 error = error or err
         if error is not None:
             self.optimizer.zero_grad(set_to_none=True)  # gradients in the abandoned pool
             loss = terms = None
-            self.cuda.abandon(graph)
+            self.cuda.abandon(graph, ended)
             self.failed = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
             warnings.warn(f"CUDA graph capture of the training step failed ({self.failed}); training goes on "
                           "without it. Set model.cuda_graphs to false to avoid the attempt.", RuntimeWarning,
