@@ -68,7 +68,16 @@ class Counts:
         monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", count("zero_grad", optim_zero_grad))
 
 
-def fit(tmp_path, steps: int, cuda_graphs, batch_size=None, lbfgs=None, **model_kwargs):
+class HalveLearningRate(Callback):
+    """Changes what a captured update holds fixed, from step 5 on, as a user's callback might."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == 5:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = group["lr"] / 2
+
+
+def fit(tmp_path, steps: int, cuda_graphs, batch_size=None, lbfgs=None, callbacks=(), **model_kwargs):
     L.seed_everything(0, verbose=False)
     model = ElasticPINN(width=16, depth=2, compile=False, cuda_graphs=cuda_graphs, lbfgs=lbfgs, **model_kwargs)
     data = ElasticDataModule(n_interior=64, n_boundary=32, n_initial=32, steps_per_epoch=5, val_grid=(3, 3, 2),
@@ -76,7 +85,7 @@ def fit(tmp_path, steps: int, cuda_graphs, batch_size=None, lbfgs=None, **model_
     record = Record()
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, inference_mode=False, accelerator="cpu",
-                        devices=1, default_root_dir=tmp_path, callbacks=[record])
+                        devices=1, default_root_dir=tmp_path, callbacks=[*callbacks, record])
     trainer.fit(model, data)
     return model, trainer, record
 
@@ -186,6 +195,16 @@ def test_the_graphs_are_released_at_the_lbfgs_switch(fake_cuda, tmp_path):
     assert fake_cuda.released == 1 and model._graphs is None
     assert record.graphed == [True] * 6 + [False] * 2
     assert type(trainer.optimizers[0]).__name__ == "LBFGS"
+
+
+def test_a_setting_changed_mid_run_turns_the_graphs_off(fake_cuda, tmp_path):
+    """A learning rate changed by a callback is not silently ignored by the replayed update: the graphs go, with a
+    warning, and the run trains on eagerly with the new rate, as an eager run does."""
+    with pytest.warns(UserWarning, match="CUDA graphs off from step 5: the optimizer's settings"):
+        model, _, record = fit(tmp_path, 8, True, callbacks=[HalveLearningRate()])
+    assert record.graphed == [True] * 5 + [False] * 3 and fake_cuda.released == 1 and model._graphs is None
+    _, _, eager = fit(tmp_path, 8, False, callbacks=[HalveLearningRate()])
+    assert record.losses == eager.losses
 
 
 def trainer_with(**kwargs) -> L.Trainer:

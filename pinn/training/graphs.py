@@ -107,10 +107,16 @@ def graph_this_step(module) -> bool:
     if not module._graphs_decided:
         module._graphs_decided = True
         module._graphs = decide_graphs(module)
-    if module._graphs is not None and module.stage != "adam":
+    if module._graphs is None:
+        return False
+    changed = None if module.stage != "adam" else module._graphs.changed(module.trainer)
+    if module.stage != "adam" or changed:
+        if changed:  # a callback or the user changed what the graph holds fixed: eager from here on
+            rank_zero_warn(f"CUDA graphs off from step {module.trainer.global_step}: {changed}.")
         module._graphs.release()
         module._graphs = None
-    return module._graphs is not None and module._graphs.active
+        return False
+    return module._graphs.active
 
 
 def replayed_optimizer_step(module, optimizer, optimizer_closure) -> None:
@@ -176,6 +182,12 @@ class TorchCuda:
 CUDA = TorchCuda()
 
 
+def _settings(optimizer) -> list[tuple]:
+    """The settings a captured update holds fixed, per parameter group."""
+    keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+    return [tuple(repr(group.get(k)) for k in keys) for group in optimizer.param_groups]
+
+
 def _signature(batch: dict[str, Tensor]) -> tuple:
     return tuple((k, tuple(v.shape), v.dtype, v.device) for k, v in sorted(batch.items()))
 
@@ -218,6 +230,19 @@ class GraphedStep:
         self.seen: dict[tuple, int] = {}  # eager steps per signature not captured yet
         self.failed: str | None = None
         self.stream = self.cuda.stream()
+        self.settings = _settings(optimizer)
+
+    def changed(self, trainer) -> str | None:
+        """What changed since the graphs were made that a captured step would silently ignore (the optimizer
+        replaced, a scheduler added, a learning rate or another setting of the update changed, say by a callback),
+        or ``None``."""
+        if trainer.optimizers[0] is not self.optimizer:
+            return "the optimizer was replaced"
+        if trainer.lr_scheduler_configs:
+            return "a learning-rate scheduler was added"
+        if _settings(self.optimizer) != self.settings:
+            return "the optimizer's settings (learning rate, betas, eps or weight decay) changed"
+        return None
 
     @property
     def active(self) -> bool:
