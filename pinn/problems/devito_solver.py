@@ -104,6 +104,17 @@ class _Layout:
         return np.stack(np.meshgrid(ax, ay, indexing="ij"), axis=-1)
 
 
+def _damping(problem, settings: ReferenceSettings, pts: dict) -> dict | None:
+    """The damping rate d (1/s) of the problem's sponge at the velocities' points, for the reference of the PINN's
+    own problem (``reference.absorbing: first_order``), or ``None``. The unbounded-medium reference (C-PML) has none:
+    the sponge is the PINN's model of the medium going on, not part of the truth."""
+    if settings.absorbing != "first_order" or getattr(problem, "sponge", lambda: None)() is None:
+        return None
+    with torch.no_grad():
+        return {k: problem.damping(_torch(pts[k].reshape(-1, 2))).numpy().reshape(pts[k].shape[:2])
+                for k in ("vx", "vy")}
+
+
 def _speeds(problem, xy: np.ndarray) -> tuple[float, float]:
     """``vp_max, vs_min`` (m/s) over points ``(..., 2)``."""
     lam, mu, rho = _medium(problem, xy)
@@ -258,8 +269,16 @@ def _simulate(problem, settings: ReferenceSettings) -> dict:
         return term + psi[k, axis] if (k, axis) in psi else term
 
     # Virieux (1986): v^{n+1/2} from sigma^n, then sigma^{n+1} from v^{n+1/2}; u^{n+1} = u^n + dt v^{n+1/2}.
-    eq_v = [Eq(v[c].forward, keep[k] * (v[c] + dts * b[c] * (deriv(k, 0) + deriv(k, 1) + force[c])))
-            for c, k in enumerate(("vx", "vy"))]
+    # With the PINN's own first-order edges, its sponge in the padding too: rho v_t = div sigma + f - rho d v,
+    # centred in time (v at n+1/2 taken as the mean of v^{n-1/2} and v^{n+1/2}), stable for any d.
+    damp = _damping(problem, settings, pts)
+    if damp is None:
+        eq_v = [Eq(v[c].forward, keep[k] * (v[c] + dts * b[c] * (deriv(k, 0) + deriv(k, 1) + force[c])))
+                for c, k in enumerate(("vx", "vy"))]
+    else:
+        dd = [field(f"damp_{k}", stag[k], damp[k]) for k in ("vx", "vy")]
+        eq_v = [Eq(v[c].forward, keep[k] * ((1 - dd[c] * dts / 2) * v[c] + dts * b[c] * (
+            deriv(k, 0) + deriv(k, 1) + force[c])) / (1 + dd[c] * dts / 2)) for c, k in enumerate(("vx", "vy"))]
     eq_u = [Eq(u[c].forward, u[c] + dts * v[c].forward) for c in (0, 1)]
     dvx, dvy = deriv("n", 0), deriv("n", 1)
     eq_tau = [Eq(tau[0, 0].forward, keep["n"] * (tau[0, 0] + dts * ((lam + 2 * mu) * dvx + lam * dvy))),

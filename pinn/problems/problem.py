@@ -296,6 +296,11 @@ class WaveProblem(Problem):
     def scored_domain(self) -> Domain:
         return self._physical
 
+    def sponge(self) -> dict | None:
+        """The padding's damping layer as it enters the PDE (width, normal-incidence reflection), or ``None``."""
+        width, reflection = self._padding
+        return None if width == 0 or reflection is None else {"width": width, "reflection": reflection}
+
     def damping(self, xy: Tensor) -> Tensor | None:
         """The sponge's damping rate d ``(N,)`` (1/s) at points ``xy`` ``(N, 2)``: 0 in the scored domain, d0 r^2 at
         depth r (a fraction of ``padding``) beyond an absorbing edge; ``None`` without a damped padding."""

@@ -132,8 +132,11 @@ def cache_key(problem, settings: ReferenceSettings | None = None) -> str:
     """Hex key of the problem's content, the settings that change the solution and the solver version."""
     s = settings or problem.reference
     settings = {k: v for k, v in key_fields(s).items() if k != "cache_dir"}
-    text = json.dumps({"problem": problem.content_key(), "settings": settings, "solver": SOLVER_VERSION},
-                      sort_keys=True)
+    described = {"problem": problem.content_key(), "settings": settings, "solver": SOLVER_VERSION}
+    sponge = getattr(problem, "sponge", lambda: None)()
+    if s.absorbing == "first_order" and sponge is not None:  # the PINN's own problem holds its sponge too
+        described["sponge"] = sponge
+    text = json.dumps(described, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
