@@ -176,10 +176,13 @@ class WaveProblem(Problem):
             part of an oblique wave. With padding the PINN trains on the widened box, whose own edges absorb, and is
             scored (validation, predictions, receivers) on ``domain``: what its edges reflect must cross the padding
             twice before it reaches ``domain``. The reference is computed on the widened box too.
-        padding_reflection: With padding, the PDE gets a damping term rho d u_t in the padding (a sponge), d rising
-            as the square of the depth into it to d0 = 3 vp_max ln(1/R) / (2 padding), the profile of a perfectly
-            matched layer of normal-incidence reflection R (Collino & Tsogka 2001); ``None``: no damping, the padding
-            only delays what the outer edges reflect.
+        padding_reflection: ``None`` (the default): no damping, the padding only delays what the outer edges
+            reflect. A number R: the PDE gets a damping term rho d u_t in the padding (a sponge), d rising as the
+            square of the depth into it to d0 = 3 vp_max ln(1/R) / (2 padding), the profile of a perfectly matched
+            layer of normal-incidence reflection R (Collino & Tsogka 2001). Within the shipped windows the undamped
+            padding was the better model at every width measured, since a damping term reflects where it rises
+            (``benchmarks/absorbing.py``, docs/windows.md); a sponge pays off only once the outer edges' reflections
+            would come back within the window.
     """
 
     has_exact = False
@@ -188,7 +191,7 @@ class WaveProblem(Problem):
                  boundaries: Boundaries | None = None, initial: str = "rest", rest_time: float = 0.0,
                  receivers: Receivers | None = None, reference: ReferenceSettings | None = None,
                  displacement_scale: float | None = None, time_scale: str = "period", padding: float = 0.0,
-                 padding_reflection: float | None = 0.01) -> None:
+                 padding_reflection: float | None = None) -> None:
         boundaries = boundaries or Boundaries()
         if not (math.isfinite(padding) and padding >= 0):
             raise ValueError(f"padding={padding} must be a width >= 0 (m).")
