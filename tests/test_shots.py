@@ -306,3 +306,24 @@ def test_the_shipped_layers_survey_has_three_shots_and_no_edge_warning():
         warnings.filterwarnings("error", message=".*of its Gaussian.*")
         p = cli_main(["-c", config, "--data.observations=null"], run=False).datamodule.problem
     assert p.n_shots == 3 and [p.shot(k).sources[0].position[0] for k in range(3)] == [150.0, 300.0, 450.0]
+
+
+def test_the_fwi_baseline_fits_every_shot(cache):
+    """The classical baseline inverts both shots' recordings (made by its own propagator at the truth) together."""
+    pytest.importorskip("deepwave", reason='the FWI baseline needs deepwave: pip install -e ".[fwi]"')
+    from pinn.baselines.fwi import Survey, invert
+
+    both = problem(cache, 60.0, 140.0)
+    spec = LayerUnknowns([100.0], [1500.0, 2200.0], [800.0, 1400.0], [1800.0, 2100.0], ["vp"], 10.0, ["upper", "lower"])
+    recordings = []
+    for k, clean in enumerate(ReferenceObservations("receivers", n_times=16, quantity="velocity").load_shots(both)):
+        positions, p_index = torch.unique(clean[:, :2], dim=0, return_inverse=True)
+        times, t_index = torch.unique(clean[:, 2], return_inverse=True)
+        survey = Survey(both.shot(k), positions, times, vs_min=800.0, max_vel=5000.0)
+        with torch.no_grad():
+            rec = survey.record(*survey.model(both.medium.values(survey.node_points().reshape(-1, 2))))
+        recordings.append(torch.cat([clean[:, :3], rec[p_index, t_index].double()], 1))
+    assert not torch.allclose(recordings[0][:, 3:], recordings[1][:, 3:])
+    result = invert(both, spec, recordings, max_iter=15)
+    assert result.estimates["lower/vp"] == pytest.approx(2500.0, rel=2e-3)  # from 12 % off
+    assert result.estimates["upper/vp"] == pytest.approx(1500.0, rel=2e-3)
