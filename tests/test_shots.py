@@ -115,7 +115,7 @@ def test_the_loss_is_the_sum_of_each_shots_loss(cache):
     both = problem(cache, 60.0, 140.0)
     observations = ReferenceObservations("receivers", n_times=4, quantity="velocity")
     torch.manual_seed(0)
-    model = ElasticPINN(both, width=8, depth=2)
+    model = ElasticPINN(both, width=8, depth=2, shot_network="networks")
     dm = ElasticDataModule(both, n_interior=32, n_boundary=16, n_initial=16, observations=observations)
     dm.setup()
     batch = dm.batch(0)
@@ -174,12 +174,13 @@ SHOT_CASES = {
     "networks": Case(
         data={"observations": ReferenceObservations("receivers", n_times=4, components="v", quantity="velocity",
                                                     noise=0.02)},
-        model={"unknowns": _LAYERS, "lbfgs": LBFGSStage(start_step=8, max_iter=2, history_size=4)},
+        model={"unknowns": _LAYERS, "lbfgs": LBFGSStage(start_step=8, max_iter=2, history_size=4),
+               "shot_network": "networks"},
         problem=lambda cache: problem(cache, 60.0, 140.0)),
-    # the shot as an input, mini-batches and residual-driven resampling over both shots' residuals
+    # the shot as an input (the default), mini-batches and residual-driven resampling over both shots' residuals
     "input": Case(
         data={"batch_size": 16, "observations": ReferenceObservations("receivers", n_times=4, quantity="velocity")},
-        model={"unknowns": _LAYERS, "shot_network": "input"},
+        model={"unknowns": _LAYERS},
         callbacks=lambda: [ResidualResampling("rad", every_n_steps=3, n_candidates=96, chunk_size=40,
                                               log_images=False)],
         problem=lambda cache: problem(cache, 60.0, 140.0)),
@@ -233,7 +234,7 @@ def test_fit_and_predict_with_shots_write_every_shot(tmp_path, monkeypatch, caps
     code, err = _run(monkeypatch, capsys, "predict", "-c", config, "--ckpt_path", str(last))
     assert code == 0, err
     model = pinn.load(last)  # rebuilt from the stored config: both shots, both networks
-    assert model.problem.n_shots == 2 and len(model.shot_nets) == 1
+    assert model.problem.n_shots == 2 and model.net.shots == 2 and not model.shot_nets  # one net, the shot an input
     out = tmp_path / "logs" / "tiny" / "version_0" / "predictions" / "step_4"
     assert sorted(p.name for p in out.iterdir()) == ["shot_0", "shot_1"]
     for k in range(2):

@@ -4,8 +4,9 @@ The data module owns all randomness of sampling through its own ``torch.Generato
 the pools, that generator and the resampling counters, so a checkpoint carries them. A training batch is a dict
 of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``, plus ``"observations"`` ``(M, 5)`` columns
 ``(x, y, t, u, v)`` (all of them every step, shared among processes like the pools) when the data module has
-observations; with several shots (:mod:`pinn.problems.shots`) shot k's under :func:`shot_key`. Which slice of the pools step ``s`` trains on is a pure function of ``s`` and the pools, so a
-resumed run sees the same batches as an uninterrupted one.
+observations; with several shots (:mod:`pinn.problems.shots`) shot k's under :func:`shot_key`. Which slice
+of the pools step ``s`` trains on is a pure function of ``s`` and the pools, so a resumed run sees the same batches
+as an uninterrupted one.
 
 Several processes (Lightning DDP): every rank draws the same GLOBAL pools from the same seed and keeps them (the
 ``state_dict`` is the same on every rank and independent of the device count). The point counts and
