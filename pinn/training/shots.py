@@ -53,12 +53,16 @@ def shot_net(model) -> nn.Module:
 def on_shot(model, k: int) -> Iterator[None]:
     """Make shot ``k`` the one ``model`` computes (its network, body force, initial state and truth) inside the
     ``with`` block; the first shot after it."""
+    shared = getattr(model.net, "shots", 1) > 1  # one network, the shot its input
     model.shot = k
-    model.net.shot = k if model.net.shots > 1 else 0
+    if shared:
+        model.net.shot = k
     try:
         yield
     finally:
-        model.shot = model.net.shot = 0
+        model.shot = 0
+        if shared:
+            model.net.shot = 0
 
 
 def shot_batch(batch: dict[str, Tensor], k: int) -> dict[str, Tensor]:
@@ -88,14 +92,14 @@ def shot_loss_terms(model, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor],
 
 def shot_residual_norm(model, xyt: Tensor) -> Tensor:
     """The residual's norm over all shots at each point ``(N,)``, detached: what adaptive sampling ranks by."""
-    squared = 0
+    rows = []
     # No graph through the weights: the Taylor engine then runs as a plain forward pass, and the autograd engine
     # enables gradients itself for the input derivatives it needs.
     with torch.no_grad():
         for k in range(model.problem.n_shots):
             with on_shot(model, k):
-                squared = squared + model.pde_residual(xyt).pow(2).sum(-1)  # (N,)
-    return squared.sqrt()
+                rows.append(model.pde_residual(xyt))  # (N, 2)
+    return torch.cat(rows, dim=-1).norm(dim=-1)  # one shot: the norm of its residual, as without shots
 
 
 def update_metric(model, metric, xyt: Tensor) -> None:
