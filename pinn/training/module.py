@@ -204,8 +204,8 @@ class ElasticPINN(L.LightningModule):
         return values
 
     def forward(self, xyt: Tensor) -> Tensor:
-        """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's), over the
-        whole interval: with time windows each point from the window its time falls in."""
+        """Displacement ``(N, 2)`` of the current shot at points ``(N, 3)`` (in any float dtype; computed in the
+        model's), over the whole interval: with time windows each point from the window its time falls in."""
         self.scales  # (the network's output scale U is set with them)
         if self.marching is None:
             return shots.shot_net(self)(xyt.to(self.dtype))
