@@ -114,7 +114,7 @@ def fwi(problem: str, label: str, cli) -> dict:
 
     data, unknowns = cli.datamodule, cli.model.unknowns
     wall, cpu = time.perf_counter(), time.process_time()
-    result = invert(data.problem, unknowns.layers or unknowns.field, data.observed, data.observations.quantity)
+    result = invert(data.problem, unknowns.layers or unknowns.field, data.observed_shots, data.observations.quantity)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"problem": problem, "run": label, "method": "FWI", "steps": result.evaluations, "wall_s": wall,
             "cpu_s": cpu, "threads": torch.get_num_threads(), **measure(problem, result.material, data.problem)}

@@ -266,11 +266,14 @@ def reference_main(args: list[str]) -> None:
                         "`pinn reference` is for problems without one (e.g. pinn.problems.WaveProblem).")
     from pinn.problems.reference import reference_path
 
-    reference = problem.solution()
-    m = reference.meta
-    print(f"pinn reference: {reference_path(problem)}: {len(reference.t)} times x {len(reference.y)} x "
-          f"{len(reference.x)} nodes, h = {m['spacing'][0]:.4g} m, {m['steps']} steps, computed in "
-          f"{m['wall_time_s']:.1f} s")
+    for k in range(problem.n_shots):  # one wavefield per shot
+        shot = problem.shot(k)
+        reference = shot.solution()
+        m = reference.meta
+        name = "" if problem.n_shots == 1 else f"shot {k}: "
+        print(f"pinn reference: {name}{reference_path(shot)}: {len(reference.t)} times x {len(reference.y)} x "
+              f"{len(reference.x)} nodes, h = {m['spacing'][0]:.4g} m, {m['steps']} steps, computed in "
+              f"{m['wall_time_s']:.1f} s")
 
 
 def main() -> None:

@@ -225,7 +225,8 @@ def _truth_errors(material, medium, domain) -> dict[str, float]:
     return {k: v for k, v in material_errors(material, medium, domain).items() if k != "all"}
 
 
-def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tensor, quantity: str = "velocity",
+def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tensor | list[Tensor],
+           quantity: str = "velocity",
            points_per_wavelength: float = 8.0, accuracy: int = 4, max_iter: int = 40, history_size: int = 20,
            max_vel_factor: float = 2.0) -> FWIResult:
     r"""Elastic FWI of ``unknowns`` from ``observations``, by L-BFGS from the unknowns' starting model.
@@ -233,7 +234,8 @@ def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tenso
     Args:
         problem: The problem: domain, sources and wavelets, boundaries; its medium only scores the result.
         unknowns: ``model.unknowns.layers`` or ``model.unknowns.field`` of the inverse config (the start is theirs).
-        observations: The recordings ``(M, 5)`` columns ``(x, y, t, u, v)``, NaN where not recorded.
+        observations: The recordings ``(M, 5)`` columns ``(x, y, t, u, v)``, NaN where not recorded; for a problem
+            of several shots (:mod:`pinn.problems.shots`) a list of each shot's, and the misfit is over all of them.
         quantity: What ``u, v`` are: ``velocity`` (m/s) or ``displacement`` (m).
         points_per_wavelength: Grid points per S wavelength of the slowest starting S speed at the highest
             source frequency.
@@ -251,20 +253,25 @@ def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tenso
     with torch.no_grad():
         probe = material.at(problem.domain.grid(41, 41, 1, torch.float32)[:, :2])
     vs_min, vp_max = float(probe.c_s.min()), float(probe.c_p.max())
-    positions, times, p_index, t_index = _samples(observations.double())
-    survey = Survey(problem, positions, times, vs_min, max_vel_factor * vp_max, points_per_wavelength, accuracy)
-    xy = survey.node_points().reshape(-1, 2).float()
-    data = observations[:, 3:].float()  # (M, 2)
-    seen = torch.isfinite(data)
-    data = torch.where(seen, data, 0.0)
-    norm = data.pow(2).sum()
+    shots = []  # per shot: its survey, node positions, each sample's (position, time) index, data and mask
+    for k, recorded in enumerate(observations if isinstance(observations, (list, tuple)) else [observations]):
+        positions, times, p_index, t_index = _samples(recorded.double())
+        survey = Survey(problem.shot(k), positions, times, vs_min, max_vel_factor * vp_max, points_per_wavelength,
+                        accuracy)
+        data = recorded[:, 3:].float()  # (M, 2)
+        seen = torch.isfinite(data)
+        shots.append((survey, survey.node_points().reshape(-1, 2).float(), p_index, t_index,
+                      torch.where(seen, data, 0.0), seen))
+    norm = sum(data.pow(2).sum() for *_, data, _ in shots)
     evaluations = 0
 
     def misfit() -> Tensor:
         nonlocal evaluations
         evaluations += 1
-        pred = survey.record(*survey.model(material.at(xy)), quantity)[p_index, t_index]  # (M, 2)
-        loss = torch.where(seen, pred - data, 0.0).pow(2).sum() / norm
+        loss = 0
+        for survey, xy, p_index, t_index, data, seen in shots:
+            pred = survey.record(*survey.model(material.at(xy)), quantity)[p_index, t_index]  # (M, 2)
+            loss = loss + torch.where(seen, pred - data, 0.0).pow(2).sum() / norm
         history.append(float(loss.detach()))
         return loss
 
@@ -280,4 +287,4 @@ def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tenso
     optimizer.step(closure)
     estimates = {k: float(v) for k, v in material.scalars().items()}
     return FWIResult(estimates, _truth_errors(material, problem.medium, problem.domain), time.perf_counter() - start,
-                     evaluations, history, survey.h, survey.steps, material)
+                     evaluations, history, shots[0][0].h, shots[0][0].steps, material)

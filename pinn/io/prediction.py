@@ -3,7 +3,8 @@
 The grid comes from the data module (``data.predict_resolution`` and ``data.predict_times`` in YAML). Files
 go into the log folder of the run the checkpoint belongs to, ``<save_dir>/<name>/version_N/predictions/
 step_<S>/``, where S is the checkpoint's training step, so predictions of different checkpoints sit side by
-side and never overwrite a training run's files.
+side and never overwrite a training run's files. A problem of several shots (:mod:`pinn.problems.shots`) gets one
+folder per shot in there, ``shot_<k>/``, each with the files of a problem of one shot.
 """
 
 from __future__ import annotations
@@ -95,29 +96,35 @@ class PredictionWriter(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._rows.append(torch.cat([outputs["xyt"], outputs["displacement"]], dim=-1).detach())  # (B, 5)
+        self._rows.append(torch.cat([outputs["xyt"], outputs["displacement"]], dim=-1).detach())  # (B, 3 + 2 S)
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rows = _gather(trainer, torch.cat(self._rows)).float().cpu().numpy()  # (N, 5)
+        rows = _gather(trainer, torch.cat(self._rows)).float().cpu().numpy()  # (N, 3 + 2 S): x, y, t, (u, v) per shot
         self._rows = []
         if not trainer.is_global_zero:
             return
         step = self.step if self.step is not None else trainer.global_step
         out = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions" / f"step_{step}"
-        written = self.write(out, grid_arrays(rows[:, :3], rows[:, 3:]), pl_module.problem, step)
-        if pl_module.problem.receivers is not None:
-            written += self.write_receivers(out, pl_module)
-        tqdm.write(f"pinn predict: wrote {', '.join(written)} to {out}")  # on its own line, under the bars
+        shots = pl_module.problem.n_shots
+        for k in range(shots):
+            folder = out if shots == 1 else out / f"shot_{k}"
+            problem = pl_module.problem.shot(k)
+            written = self.write(folder, grid_arrays(rows[:, :3], rows[:, 3 + 2 * k: 5 + 2 * k]), problem, step)
+            if problem.receivers is not None:
+                written += self.write_receivers(folder, pl_module, k)
+            tqdm.write(f"pinn predict: wrote {', '.join(written)} to {folder}")  # on its own line, under the bars
 
     @torch.no_grad()
-    def write_receivers(self, out: Path, pl_module: L.LightningModule) -> list[str]:
-        """Seismograms of the problem's receivers (PINN, and the reference or closed form) in SI; see
-        :func:`pinn.io.seismograms.write_seismograms`."""
-        problem, receivers = pl_module.problem, pl_module.problem.receivers
+    def write_receivers(self, out: Path, pl_module: L.LightningModule, shot: int = 0) -> list[str]:
+        """Seismograms of shot ``shot`` at the problem's receivers (PINN, and the reference or closed form) in SI;
+        see :func:`pinn.io.seismograms.write_seismograms`."""
+        problem = pl_module.problem.shot(shot)
+        receivers = problem.receivers
         points = receivers.points(problem.domain, torch.float64)  # (R*T, 3), grouped by receiver
         t = receivers.times(problem.domain).numpy()  # (T,)
         shape = (len(receivers), len(t), 2)
-        pred = pl_module(points.to(pl_module.device, pl_module.dtype)).double().cpu().numpy().reshape(shape)
+        every = pl_module.predict_step(points.to(pl_module.device, pl_module.dtype), 0)["displacement"]  # (R*T, 2 S)
+        pred = every[:, 2 * shot: 2 * shot + 2].double().cpu().numpy().reshape(shape)
         truth = problem.truth(points).double().numpy().reshape(shape)
         positions = receivers.positions_array().numpy()
         written = write_seismograms(out, receivers.names, positions, t, pred, truth, receivers.network, self.dpi)

@@ -105,6 +105,9 @@ class MLP(nn.Module):
             :mod:`pinn.physics.units`), so the layers work on O(1) numbers while the output is in SI.
         fourier: Random Fourier features of the normalised input (:class:`FourierFeatures`), or ``None``.
         factorization: Random weight factorisation of every layer (:class:`Factorization`), or ``None``.
+        shots: How many shots' wavefields the network represents (:mod:`pinn.problems.shots`): with more than one, the
+            shot is an extra one-hot input, i.e. a learned vector of the first hidden layer's width added to its
+            pre-activation, chosen by the attribute ``shot``.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class MLP(nn.Module):
         output_scale: float = 1.0,
         fourier: FourierFeatures | None = None,
         factorization: Factorization | None = None,
+        shots: int = 1,
     ) -> None:
         super().__init__()
         if width < 1 or depth < 1:
@@ -146,6 +150,17 @@ class MLP(nn.Module):
             layers = [FactorizedLinear(layer, factorization) for layer in layers]
         self.hidden = nn.ModuleList(layers[:-1])
         self.out = layers[-1]
+        if not (isinstance(shots, int) and shots >= 1):
+            raise ValueError(f"MLP shots={shots} must be an integer >= 1.")
+        self.shots, self.shot = shots, 0  # `shot`: which shot's wavefield the network gives now
+        if shots > 1:  # the one-hot input's columns of the first layer, initialised as Glorot's normal would them
+            std = math.sqrt(2.0 / (sizes[0] + shots + width))
+            self.shot_embedding = nn.Parameter(std * torch.randn(shots, width))
+
+    def shifted(self, a: Tensor) -> Tensor:
+        """The first hidden layer's pre-activation ``a`` ``(N, W)`` plus the current shot's input (unchanged with
+        one shot); it does not depend on (x, y, t), so no derivative sees it."""
+        return a if self.shots == 1 else a + self.shot_embedding[self.shot]
 
     def act(self, z: Tensor) -> Tensor:
         return torch.tanh(z) if self.activation == "tanh" else torch.sin(z)
@@ -155,8 +170,9 @@ class MLP(nn.Module):
         if self.fourier is not None:
             phase = z @ self.frequencies.T  # (N, m)
             z = torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)  # (N, 2m)
-        for layer in self.hidden:
-            z = self.act(layer(z))  # (N, width)
+        for i, layer in enumerate(self.hidden):
+            a = layer(z)
+            z = self.act(self.shifted(a) if i == 0 else a)  # (N, width)
         out = self.out(z)  # (N, 2)
         return out if self.output_scale == 1.0 else out * self.output_scale
 

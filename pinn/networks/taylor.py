@@ -80,7 +80,7 @@ def taylor_streams(net: MLP, xyt: Tensor, order: str) -> tuple[Tensor, Tensor, T
     # z = (x - c) * s makes dz/dx_i = s_i the same at every point, and z_ij = 0
     if net.fourier is None:
         first, layers = net.hidden[0], net.hidden[1:]
-        a = first(z)  # (N, W)
+        a = net.shifted(first(z))  # (N, W); the shot's input, a constant, moves no derivative
         c = (first.weight[:, dirs] * net.scale[dirs]).T.unsqueeze(1)  # (D, 1, W): a_i, constant; a_ij = 0
         h, d1, d2 = _derivatives(a, net.activation)
         hh = d2 * _pairs(c) if second else None  # (4, N, W)
@@ -95,8 +95,9 @@ def taylor_streams(net: MLP, xyt: Tensor, order: str) -> tuple[Tensor, Tensor, T
         h = torch.cat([cos, sin], dim=-1)  # (N, 2m)
         g = torch.cat([-sin * c, cos * c], dim=-1)  # (D, N, 2m)
         hh = -h * _pairs(torch.cat([c, c], dim=-1)) if second else None  # (4, N, 2m)
-    for layer in layers:
+    for i, layer in enumerate(layers):
         a, ga = layer(h), F.linear(g, layer.weight)  # (N, W), (D, N, W)
+        a = net.shifted(a) if i == 0 and net.fourier is not None else a
         h, g, hh = hidden_layer(a, ga, F.linear(hh, layer.weight) if second else None, net.activation)
     uv, grad = net.out(h), F.linear(g, net.out.weight)  # (N, 2), (D, N, 2)
     hess = F.linear(hh, net.out.weight) if second else None  # (4, N, 2)

@@ -30,6 +30,7 @@ from pinn.problems.boundaries import Absorbing, Boundaries, Edge, Fixed
 from pinn.problems.domain import EDGES, Domain
 from pinn.problems.receivers import Receivers
 from pinn.problems.reference_settings import ReferenceSettings, key_fields
+from pinn.problems.shots import Shot, group_sources, shot_view, source_key
 
 
 def _fingerprint(obj) -> object:
@@ -94,6 +95,17 @@ class Problem:
         """The displacement ``(N, 2)`` that validation compares with: the closed form here."""
         return self.displacement(xyt)
 
+    @property
+    def n_shots(self) -> int:
+        """How many shots (wavefields in one medium, :mod:`pinn.problems.shots`) the problem has."""
+        return 1
+
+    def shot(self, k: int) -> Problem:
+        """Shot ``k`` as a problem of one shot: the problem itself when it has one."""
+        if k != 0:
+            raise IndexError(f"shot {k} of a problem of one shot")
+        return self
+
     def content_key(self) -> str:
         """SHA-256 (hex, 16 characters) of everything that defines the solution (not receivers, not scales)."""
         skip = {"receivers"}
@@ -155,7 +167,7 @@ class WaveProblem(Problem):
     Args:
         domain: The space-time box (m, m, s).
         medium: Lamé parameters and density in space (:mod:`pinn.physics.media`); homogeneous by default.
-        sources: Body-force sources (:mod:`pinn.physics.sources`), any number.
+        sources: Body-force sources (:mod:`pinn.physics.sources`), any number, fired together: one shot.
         boundaries: Condition on each edge: ``fixed``, ``free`` or ``absorbing``.
         initial: ``rest`` (zero displacement and velocity at t0) or ``snapshot``: the medium is at rest at
             ``rest_time`` < t0, and the displacement and velocity at t0 come from the reference solution, which
@@ -183,6 +195,8 @@ class WaveProblem(Problem):
             padding was the better model at every width measured, since a damping term reflects where it rises
             (``benchmarks/absorbing.py``, docs/windows.md); a sponge pays off only once the outer edges' reflections
             would come back within the window.
+        shots: Several shots instead of ``sources``: ``[{sources: [...]}, ...]``, one wavefield each in the same
+            medium, recorded by the same receivers (:mod:`pinn.problems.shots`).
     """
 
     has_exact = False
@@ -191,7 +205,7 @@ class WaveProblem(Problem):
                  boundaries: Boundaries | None = None, initial: str = "rest", rest_time: float = 0.0,
                  receivers: Receivers | None = None, reference: ReferenceSettings | None = None,
                  displacement_scale: float | None = None, time_scale: str = "period", padding: float = 0.0,
-                 padding_reflection: float | None = None) -> None:
+                 padding_reflection: float | None = None, shots: list[Shot] | None = None) -> None:
         boundaries = boundaries or Boundaries()
         if not (math.isfinite(padding) and padding >= 0):
             raise ValueError(f"padding={padding} must be a width >= 0 (m).")
@@ -199,7 +213,10 @@ class WaveProblem(Problem):
         self._physical = domain or Domain()
         self.domain = padded(self._physical, boundaries, float(padding))
         self.medium = medium or Homogeneous(vp=2000.0, vs=1000.0, rho=2000.0)
-        self.sources = list(sources or [])
+        # private: a problem of one shot keeps the cache key it had before shots; each shot's view has its own
+        self._shots = group_sources(sources, shots)
+        self._views: dict = {}  # shot index -> its problem, once asked for
+        self.sources = list(self._shots[0])  # the first shot's: what a problem of one shot reads
         self.boundaries = boundaries
         self.initial = initial
         self.receivers = receivers
@@ -221,9 +238,10 @@ class WaveProblem(Problem):
 
     def _check(self, rest_time: float) -> None:
         self.medium.check(self.domain)
-        for i, source in enumerate(self.sources):
-            source.check(self.domain, f"sources[{i}]")
-            self._check_source_edges(i, source)
+        for k, sources in enumerate(self._shots):
+            for i, source in enumerate(sources):
+                source.check(self.domain, source_key(self._shots, k, i))
+                self._check_source_edges(source_key(self._shots, k, i), source)
         if self.receivers is not None:
             self.receivers.check(self._physical)
         if "exact" in self.boundaries.kinds():
@@ -236,13 +254,13 @@ class WaveProblem(Problem):
         if not self.sources and self.initial == "rest":
             raise ValueError("sources is empty and the initial state is rest: nothing would move; add a source.")
 
-    def _check_source_edges(self, i: int, source: Source) -> None:
+    def _check_source_edges(self, key: str, source: Source) -> None:
         """Warn (one line) where more than 1 % of a source's Gaussian lies beyond an absorbing or fixed edge: the
         force there is lost, and an edge condition applied inside the source's near field misleads the PINN."""
         edges = dict(zip(EDGES, self.boundaries.edges()))
         for name, share in source.weight_beyond(self.domain).items():
             if isinstance(edges[name], (Absorbing, Fixed)) and share > 0.01:
-                warnings.warn(f"sources[{i}] at {list(source.position)}: {share:.1%} of its Gaussian (width "
+                warnings.warn(f"{key} at {list(source.position)}: {share:.1%} of its Gaussian (width "
                               f"{source.width:g} m) lies beyond the {edges[name].kind} {name} edge; move it at least "
                               f"{2.33 * source.width:.3g} m inside that edge or narrow it.", stacklevel=3)
 
@@ -267,8 +285,8 @@ class WaveProblem(Problem):
         if self._scales is None:
             ext = self.medium.extremes(self.domain, 41)
             u = self._displacement_scale
-            if u is None:
-                u = float(abs(self.solution().displacement).max()) or 1.0
+            if u is None:  # the largest of every shot's
+                u = max(float(abs(self.shot(k).solution().displacement).max()) for k in range(self.n_shots)) or 1.0
             self._scales = wave_scales(ext["vp_max"], ext["rho_max"], float(u), self.peak_frequency(), self.side(),
                                        self._time_scale)
         return self._scales
@@ -285,11 +303,26 @@ class WaveProblem(Problem):
         return self.medium.values(xy)
 
     def max_frequency(self) -> float:
-        return max((s.wavelet.max_frequency() for s in self.sources), default=0.0)
+        return max((s.wavelet.max_frequency() for shot in self._shots for s in shot), default=0.0)
 
     def peak_frequency(self) -> float:
         """The highest peak frequency (Hz) of the sources' wavelets, 0 without sources: it sets the time scale."""
-        return max((s.wavelet.peak_frequency() for s in self.sources), default=0.0)
+        return max((s.wavelet.peak_frequency() for shot in self._shots for s in shot), default=0.0)
+
+    @property
+    def n_shots(self) -> int:
+        return len(self._shots)
+
+    def shot(self, k: int) -> WaveProblem:
+        """Shot ``k`` as a problem of one shot (:func:`~pinn.problems.shots.shot_view`); the problem itself when
+        it has one shot."""
+        if not 0 <= k < self.n_shots:
+            raise IndexError(f"shot {k} of a problem of {self.n_shots} shots")
+        if self.n_shots == 1:
+            return self
+        if k not in self._views:
+            self._views[k] = shot_view(self, k)
+        return self._views[k]
 
     def side(self) -> float:
         """The larger side of the domain (m)."""

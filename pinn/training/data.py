@@ -4,8 +4,9 @@ The data module owns all randomness of sampling through its own ``torch.Generato
 the pools, that generator and the resampling counters, so a checkpoint carries them. A training batch is a dict
 of ``(n, 3)`` tensors ``{"interior", "boundary", "initial"}``, plus ``"observations"`` ``(M, 5)`` columns
 ``(x, y, t, u, v)`` (all of them every step, shared among processes like the pools) when the data module has
-observations. Which slice of the pools step ``s`` trains on is a pure function of ``s`` and the pools, so a
-resumed run sees the same batches as an uninterrupted one.
+observations; with several shots (:mod:`pinn.problems.shots`) shot k's under :func:`shot_key`. Which slice
+of the pools step ``s`` trains on is a pure function of ``s`` and the pools, so a resumed run sees the same batches
+as an uninterrupted one.
 
 Several processes (Lightning DDP): every rank draws the same GLOBAL pools from the same seed and keeps them (the
 ``state_dict`` is the same on every rank and independent of the device count). The point counts and
@@ -170,8 +171,10 @@ class ElasticDataModule(L.LightningDataModule):
         self.observations = observations
         if observations is not None:
             self.hparams["observations"] = observations.config()  # plain data, so checkpoints load with weights_only
-        # (M, 5), fixed for the whole run; loaded here so that a bad file stops a run before anything is written
-        self.observed: Tensor | None = None if observations is None else observations.load(self.problem)
+        # [(M_k, 5)] per shot, fixed for the whole run; loaded here so that a bad file stops a run before anything is
+        # written. `observed` is the first shot's, all there is in a problem of one shot.
+        self.observed_shots = None if observations is None else observations.load_shots(self.problem)
+        self.observed: Tensor | None = None if observations is None else self.observed_shots[0]
 
     # ---- pools -------------------------------------------------------------------------------------------
     def draw(self, pool: str, n: int) -> Tensor:
@@ -216,7 +219,8 @@ class ElasticDataModule(L.LightningDataModule):
 
     def _with_observations(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.observed is not None:  # all of them every step; split over processes like the pools
-            batch[observation_key(self.observations)] = self.observed
+            for k, observed in enumerate(self.observed_shots):
+                batch[shot_key(observation_key(self.observations), k)] = observed
         return batch
 
     def batch(self, step: int) -> dict[str, Tensor]:
@@ -236,8 +240,9 @@ class ElasticDataModule(L.LightningDataModule):
                     f"pass), fewer than the number of processes ({world}); each process needs at least one point of "
                     f"every pool per step: raise data.n_{name} or data.batch_size, or use fewer devices."
                 )
-        if self.observed is not None and self.observed.shape[0] < world:
-            raise ValueError(f"{self.observed.shape[0]} observations cannot be shared among {world} processes; "
+        fewest = None if self.observed is None else min(len(observed) for observed in self.observed_shots)
+        if fewest is not None and fewest < world:
+            raise ValueError(f"{fewest} observations cannot be shared among {world} processes; "
                              "each needs at least one: use more observations or fewer devices.")
 
     def resample(self, rule: ResampleRule, residual_norm: Callable[[Tensor], Tensor]) -> dict:
@@ -337,6 +342,11 @@ def observation_key(observations: Observations) -> str:
     """The batch key of the observations: ``observations`` for displacement, ``velocity_observations`` for
     particle velocity (what geophones record)."""
     return "velocity_observations" if observations.quantity == "velocity" else "observations"
+
+
+def shot_key(key: str, k: int) -> str:
+    """The batch key of shot ``k``'s samples under ``key``: ``key`` itself for the first shot."""
+    return key if k == 0 else f"{key}/shot{k}"
 
 
 def _count_new_rows(old: Tensor, new: Tensor) -> int:

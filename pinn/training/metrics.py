@@ -117,3 +117,11 @@ def log_validation(model) -> None:
         errors = material_errors(model.trainable_material, model.problem.medium, model.problem.domain)
         model.log("inverse/rel_error", errors.pop("all"), sync_dist=True)
         model.log_dict({f"inverse/rel_error/{k}": v for k, v in errors.items()}, sync_dist=True)
+
+
+def log_test(model) -> None:
+    """Log the test metric of a test epoch as ``test/rel_l2`` and the rest."""
+    values = model.test_metric.compute()
+    values.pop("slices")
+    model.log_dict({f"test/{k}": v.float() for k, v in values.items()}, sync_dist=True)
+    model.test_metric.reset()

@@ -19,6 +19,7 @@ from pinn.physics.elasticity import residual
 from pinn.physics.units import Scales
 from pinn.physics.unknowns import Unknowns, check_inverse_setup
 from pinn.problems.closed_form import PlaneWaves, Problem, Wave
+from pinn.training import shots
 from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.causal import Causal
 from pinn.training.checks import check_setup
@@ -26,8 +27,8 @@ from pinn.training.compiled import CompiledKernel, decide_compile
 from pinn.training.graphs import CaptureFailed, GraphedStep, graph_this_step, replayed_optimizer_step
 from pinn.training.hparams import settings
 from pinn.training.inverse import hold, inverse_scales, trainable_medium
-from pinn.training.losses import LossWeights, boundary_loss, loss_terms
-from pinn.training.metrics import RelativeL2, log_training_step, log_validation
+from pinn.training.losses import LossWeights, boundary_loss
+from pinn.training.metrics import RelativeL2, log_test, log_training_step, log_validation
 from pinn.training.restore import load
 from pinn.training.run_checkpoint import load_run_state, save_run_state
 from pinn.training.stages import LBFGSStage, StallWatch, advance_stage, watch_stall
@@ -78,6 +79,8 @@ class ElasticPINN(L.LightningModule):
             factors multiply ``loss_weights`` and are logged as ``balance/<term>``.
         windows: Time-marching over consecutive windows and the exact initial state (:mod:`pinn.training.windows`),
             or ``None`` for one network over the whole interval with the initial state as loss terms.
+        shot_network: With several shots (:mod:`pinn.training.shots`): ``input``, one network with the shot as an
+            input (measured the more accurate), or ``networks``, one network per shot.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class ElasticPINN(L.LightningModule):
         lbfgs: LBFGSStage | None = None,
         balancing: GradNormBalancing | None = None,
         windows: TimeWindows | None = None,
+        shot_network: shots.ShotNetwork = "input",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["problem", "optimizer", "scheduler"])
@@ -114,8 +118,10 @@ class ElasticPINN(L.LightningModule):
         fourier = settings(hp, "fourier", FourierFeatures, fourier)
         factorization = settings(hp, "factorization", Factorization, factorization)
         # output_scale is the displacement scale U, set with the scales (below, or on first use, or from a checkpoint)
-        self.net = MLP(self.problem.domain.lower, self.problem.domain.upper, width, depth, activation,
-                       input_scale=input_scale, fourier=fourier, factorization=factorization)
+        self.shot_network, self.shot = shot_network, 0  # shot: the one computed now (pinn.training.shots)
+        self.net, self.shot_nets = shots.shot_networks(self.problem.n_shots, shot_network, lambda n: MLP(
+            self.problem.domain.lower, self.problem.domain.upper, width, depth, activation, input_scale=input_scale,
+            fourier=fourier, factorization=factorization, shots=n))
         self._scales: Scales | None = None
         if self.trainable_material is not None:  # from the starting material, before it trains; no reference needed
             self.scales = inverse_scales(self.problem, self.trainable_material)
@@ -147,6 +153,7 @@ class ElasticPINN(L.LightningModule):
         uses_windows = self.windows is not None and (self.windows.count > 1 or self.windows.exact_initial)
         self.marching = Marching(self.net, self.problem.domain.t, self.windows) if uses_windows else None
         self.stall = StallWatch()
+        shots.check_shots(self)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
@@ -169,8 +176,7 @@ class ElasticPINN(L.LightningModule):
     @scales.setter
     def scales(self, scales: Scales) -> None:
         self._scales = scales
-        self.net.output_scale = float(scales.displacement)
-        for net in getattr(getattr(self, "marching", None), "finished", []):  # the frozen copies of finished windows
+        for net in [self.net, *self.shot_nets, *getattr(getattr(self, "marching", None), "finished", [])]:
             net.output_scale = float(scales.displacement)
 
     def setup(self, stage: str) -> None:
@@ -198,11 +204,11 @@ class ElasticPINN(L.LightningModule):
         return values
 
     def forward(self, xyt: Tensor) -> Tensor:
-        """Displacement ``(N, 2)`` at points ``(N, 3)`` (given in any float dtype; computed in the model's), over the
-        whole interval: with time windows each point from the window its time falls in."""
+        """Displacement ``(N, 2)`` of the current shot at points ``(N, 3)`` (in any float dtype; computed in the
+        model's), over the whole interval: with time windows each point from the window its time falls in."""
         self.scales  # (the network's output scale U is set with them)
         if self.marching is None:
-            return self.net(xyt.to(self.dtype))
+            return shots.shot_net(self)(xyt.to(self.dtype))
         return self.marching.values(self.net, xyt.to(self.dtype), self._compute)
 
     def _compute(self, net, xyt: Tensor, order: str):
@@ -218,7 +224,7 @@ class ElasticPINN(L.LightningModule):
         the network's, or the current window's (:mod:`pinn.training.windows`); ``xyt`` lies in that window."""
         xyt = xyt.to(self.dtype)
         if self.marching is None:
-            return self._compute(self.net, xyt, order)
+            return self._compute(shots.shot_net(self), xyt, order)
         return self.marching.fields(self.net, self.marching.current, xyt, order, self._compute)
 
     def initial_targets(self, initial: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -248,15 +254,13 @@ class ElasticPINN(L.LightningModule):
         """Residual ``(N, 2)`` of the solution at interior points ``(N, 3)`` of the data module's pools (over the
         whole interval; mapped into the current window), in SI (N/m^3)."""
         xyt = self.to_window(xyt.to(self.dtype))  # points are kept in float64; the model computes in its own dtype
-        return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]), self.problem.body_force(xyt),
-                        self.problem.damping(xyt[:, :2]))
+        return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]),
+                        self.problem.shot(self.shot).body_force(xyt), self.problem.damping(xyt[:, :2]))
 
     def residual_norm(self, xyt: Tensor) -> Tensor:
-        """Euclidean norm of the residual at each point ``(N,)``, detached: what adaptive sampling ranks by."""
-        # No graph through the weights: the Taylor engine then runs as a plain forward pass, and the autograd
-        # engine enables gradients itself for the input derivatives it needs.
-        with torch.no_grad():
-            return self.pde_residual(xyt).norm(dim=-1)
+        """Euclidean norm of the residual at each point ``(N,)`` over all shots, detached: what adaptive sampling
+        ranks by (:func:`~pinn.training.shots.shot_residual_norm`)."""
+        return shots.shot_residual_norm(self, xyt)
 
     def boundary_loss(self, xyt: Tensor) -> Tensor:
         """Mean squared misfit of each boundary point's condition (:func:`~pinn.training.losses.boundary_loss`)."""
@@ -264,7 +268,7 @@ class ElasticPINN(L.LightningModule):
 
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss terms of one batch of points (:func:`~pinn.training.losses.loss_terms`)."""
-        terms, self.causal_weights = loss_terms(self, self.problem, batch)
+        terms, self.causal_weights = shots.shot_loss_terms(self, batch)
         return terms
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -310,7 +314,8 @@ class ElasticPINN(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         if self.balancer is not None and self.stage == "adam" and self.balancer.due(self.global_step):
-            factors = self.balancer.update(self.loss_terms(batch), list(self.net.parameters()))
+            nets = [self.net, *self.shot_nets]
+            factors = self.balancer.update(self.loss_terms(batch), [p for n in nets for p in n.parameters()])
             self.log_dict({f"balance/{k}": v for k, v in factors.items()}, on_step=True, on_epoch=False)
         if self.graph_now:
             try:
@@ -334,8 +339,7 @@ class ElasticPINN(L.LightningModule):
 
     @torch.enable_grad()
     def validation_step(self, xyt: Tensor, batch_idx: int) -> None:
-        xyt = xyt.to(self.dtype)
-        self.val_metric.update(self(xyt), self.problem.truth(xyt), xyt[:, 2])
+        shots.update_metric(self, self.val_metric, xyt.to(self.dtype))
 
     def on_validation_epoch_end(self) -> None:
         log_validation(self)
@@ -347,17 +351,13 @@ class ElasticPINN(L.LightningModule):
 
     @torch.enable_grad()
     def test_step(self, xyt: Tensor, batch_idx: int) -> None:
-        xyt = xyt.to(self.dtype)
-        self.test_metric.update(self(xyt), self.problem.truth(xyt), xyt[:, 2])
+        shots.update_metric(self, self.test_metric, xyt.to(self.dtype))
 
     def on_test_epoch_end(self) -> None:
-        values = self.test_metric.compute()
-        values.pop("slices")
-        self.log_dict({f"test/{k}": v.float() for k, v in values.items()}, sync_dist=True)
-        self.test_metric.reset()
+        log_test(self)
 
     def predict_step(self, xyt: Tensor, batch_idx: int) -> dict[str, Tensor]:
-        return {"xyt": xyt, "displacement": self(xyt)}
+        return {"xyt": xyt, "displacement": shots.shot_displacements(self, xyt)}  # (N, 2 S)
 
     def size_buffers_like(self, state_dict: dict) -> None:
         """Give the buffers whose size a fit sets (the time windows' spline grid) the sizes in ``state_dict``, before

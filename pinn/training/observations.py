@@ -10,7 +10,8 @@ Two sources, chosen in YAML by class:
   row), read by :mod:`pinn.io.observation_files`.
 
 The data term of the loss is the mean squared misfit :math:`\frac1M\sum_m |\hat{\mathbf u}(x_m, y_m, t_m) -
-\mathbf u_m|^2`.
+\mathbf u_m|^2`, summed over the shots of a problem of several (:mod:`pinn.problems.shots`): :meth:`Observations.
+load_shots` gives each shot's samples.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class Observations:
 
     def load(self, problem: Problem) -> Tensor:
         raise NotImplementedError
+
+    def load_shots(self, problem: Problem) -> list[Tensor]:
+        """The samples of each shot of ``problem``, ``[(M_k, 5)]``: one for a problem of one shot."""
+        if problem.n_shots > 1:
+            raise ValueError(f"data.observations: {type(self).__name__} holds the recordings of one shot, and "
+                             f"data.problem has {problem.n_shots} shots; use ReferenceObservations, or one shot.")
+        return [self.load(problem)]
 
     def init_args(self) -> dict:
         """The constructor arguments, as plain data."""
@@ -161,7 +169,13 @@ class ReferenceObservations(Observations):
             return problem.receivers.positions_array().double()
         return plane_points(problem.domain, *self.grid)
 
-    def load(self, problem: Problem) -> Tensor:
+    def load_shots(self, problem: Problem) -> list[Tensor]:
+        """Each shot's recordings, simulated by its own reference; shot k's noise is drawn from seed + k, so the
+        shots' noise is independent and shot 0's is that of a problem of one shot."""
+        return [self.load(problem.shot(k), k) for k in range(problem.n_shots)]
+
+    def load(self, problem: Problem, shot: int = 0) -> Tensor:
+        """The recordings ``(S*T, 5)`` of a problem of one shot; ``shot`` offsets the noise's seed."""
         if problem.has_exact:
             raise ValueError(f"ReferenceObservations simulates the data with the finite-difference reference, and "
                              f"{type(problem).__name__} has a closed form: use SyntheticObservations for it.")
@@ -171,7 +185,7 @@ class ReferenceObservations(Observations):
         if self.components != "uv":
             uv[:, 1 if self.components == "u" else 0] = math.nan
         if self.noise > 0:
-            g = torch.Generator().manual_seed(self.seed)
+            g = torch.Generator().manual_seed(self.seed + shot)
             seen = torch.isfinite(uv)
             sigma = self.noise * uv[seen].pow(2).mean().sqrt()
             uv = uv + sigma * torch.randn(uv.shape, generator=g, dtype=torch.float64)

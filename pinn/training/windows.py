@@ -302,7 +302,8 @@ def initial_targets(model, initial: Tensor) -> tuple[Tensor, Tensor] | None:
     if marching is not None and marching.settings.exact_initial:
         return None
     if marching is None or marching.current == 0:
-        return model.problem.initial_displacement(initial), model.problem.initial_velocity(initial)
+        problem = model.problem.shot(model.shot)  # the current shot's (pinn.training.shots)
+        return problem.initial_displacement(initial), problem.initial_velocity(initial)
     with torch.no_grad():
         f = marching.fields(model.net, marching.current - 1, initial, "velocity", model._compute)
     return f.displacement.detach(), f.velocity.detach()
