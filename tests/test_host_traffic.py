@@ -10,6 +10,7 @@ allowed; they are made in the warm-up step before.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,18 @@ def references(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("references")
 
 
+@pytest.fixture
+def no_leftover_process_group():
+    """``configs/ddp.yaml`` fits under DDP in a world of one: its process group and the MASTER_PORT Lightning puts in
+    the environment must not outlive the test (a later test's subprocesses would inherit the port, still held)."""
+    environ = dict(os.environ)
+    yield
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    os.environ.clear()
+    os.environ.update(environ)
+
+
 def one_step(config: Path, tmp_path: Path, references: Path):
     """The model, its optimizer and a batch after a one-step fit of ``config`` (setup and a first, eager step done)."""
     args = ["-c", str(REFERENCE)] if config != REFERENCE else []
@@ -57,7 +70,7 @@ def one_step(config: Path, tmp_path: Path, references: Path):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
-def test_a_training_step_has_no_host_traffic(config, tmp_path, references, monkeypatch):
+def test_a_training_step_has_no_host_traffic(config, tmp_path, references, monkeypatch, no_leftover_process_group):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["pinn"])
     model, optimizer, batch = one_step(config, tmp_path, references)
