@@ -215,6 +215,17 @@ STOPS = {
 }
 
 
+def stop_and_resume(case: Case, stop: str, root: Path):
+    """Train ``case`` until the interruption ``stop`` (:data:`STOPS`), then resume from its ``last.ckpt`` to
+    ``TOTAL_STEPS``; returns both runs and the step ``k`` the checkpoint holds (checked to fall inside the run)."""
+    spec = STOPS[stop]
+    first = train(case, root, spec.max_steps, spec.every, [spec.crash] if spec.crash else [])
+    k = load_checkpoint(root / "last.ckpt")["global_step"]
+    assert 0 < k < TOTAL_STEPS
+    second = train(case, root, TOTAL_STEPS, spec.every, ckpt_path=root / "last.ckpt")
+    return first, second, k
+
+
 def train(case: Case, root: Path, max_steps: int, every: int = 0, extra: list[Callback] = (), ckpt_path=None):
     """One run of ``case`` writing checkpoints under ``root``; returns its :class:`Recorder`."""
     L.seed_everything(0, verbose=False)
@@ -258,11 +269,7 @@ def test_resume_is_bit_for_bit(name, stop, reference, tmp_path):
     assert [s for s, _ in ref.losses] == list(range(1, TOTAL_STEPS + 1))
     assert [s for s, _ in ref.vals] == list(range(STEPS_PER_EPOCH, TOTAL_STEPS + 1, STEPS_PER_EPOCH))
 
-    spec = STOPS[stop]
-    first = train(CASES[name], tmp_path, spec.max_steps, spec.every, [spec.crash] if spec.crash else [])
-    k = load_checkpoint(tmp_path / "last.ckpt")["global_step"]
-    assert 0 < k < TOTAL_STEPS
-    second = train(CASES[name], tmp_path, TOTAL_STEPS, spec.every, ckpt_path=tmp_path / "last.ckpt")
+    first, second, k = stop_and_resume(CASES[name], stop, tmp_path)
 
     # Everything the first run did before it stopped matches the reference (including the steps it loses) ...
     assert first.losses == ref.losses[: len(first.losses)]

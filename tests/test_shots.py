@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 from test_problem_cli import TINY_PROBLEM, _config, _run
-from test_resume import STOPS, TOTAL_STEPS, Case, train
+from test_resume import TOTAL_STEPS, Case, stop_and_resume, train
 
 import pinn
-from pinn.io.checkpointing import load_checkpoint
 from pinn.networks.derivatives import compute_fields
 from pinn.networks.mlp import MLP
 from pinn.physics.inversion import LayerUnknowns
@@ -203,11 +202,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("name", list(SHOT_CASES))
 def test_a_run_with_shots_resumes_bit_for_bit(name, stop, uninterrupted, tmp_path):
     ref = uninterrupted(name)
-    spec = STOPS[stop]
-    first = train(SHOT_CASES[name], tmp_path, spec.max_steps, spec.every, [spec.crash] if spec.crash else [])
-    k = load_checkpoint(tmp_path / "last.ckpt")["global_step"]
-    assert 0 < k < TOTAL_STEPS
-    second = train(SHOT_CASES[name], tmp_path, TOTAL_STEPS, spec.every, ckpt_path=tmp_path / "last.ckpt")
+    first, second, k = stop_and_resume(SHOT_CASES[name], stop, tmp_path)
     assert first.losses == ref.losses[: len(first.losses)]
     assert second.losses == ref.losses[k:]
     assert second.vals == [(s, v) for s, v in ref.vals if s > k or (s == k and (k, v) not in first.vals)]

@@ -183,9 +183,11 @@ CUDA = TorchCuda()
 
 
 def _settings(optimizer) -> list[tuple]:
-    """The settings a captured update holds fixed, per parameter group."""
+    """The settings a captured update holds fixed, per parameter group. Checked before every step, so a tensor
+    setting (a learning rate on the device) counts by identity: reading its value would wait for the device."""
     keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
-    return [tuple(repr(group.get(k)) for k in keys) for group in optimizer.param_groups]
+    return [tuple(("tensor", id(v)) if isinstance(v := group.get(k), Tensor) else v for k in keys)
+            for group in optimizer.param_groups]
 
 
 def _signature(batch: dict[str, Tensor]) -> tuple:
