@@ -254,8 +254,13 @@ class ElasticPINN(L.LightningModule):
         """Residual ``(N, 2)`` of the solution at interior points ``(N, 3)`` of the data module's pools (over the
         whole interval; mapped into the current window), in SI (N/m^3)."""
         xyt = self.to_window(xyt.to(self.dtype))  # points are kept in float64; the model computes in its own dtype
-        return residual(self.fields(xyt, "pde"), self.material_at(xyt[:, :2]),
-                        self.problem.shot(self.shot).body_force(xyt), self.problem.damping(xyt[:, :2]))
+        return self.residual_of(self.fields(xyt, "pde"), xyt)
+
+    def residual_of(self, fields, xyt: Tensor) -> Tensor:
+        """Residual ``(N, 2)`` (N/m^3) of ``fields`` (of order ``pde``) at the points ``xyt`` they were computed at, in
+        the current shot's problem (:func:`~pinn.physics.elasticity.residual`)."""
+        return residual(fields, self.material_at(xyt[:, :2]), self.problem.shot(self.shot).body_force(xyt),
+                        self.problem.damping(xyt[:, :2]))
 
     def residual_norm(self, xyt: Tensor) -> Tensor:
         """Euclidean norm of the residual at each point ``(N,)`` over all shots, detached: what adaptive sampling
