@@ -10,17 +10,22 @@ The error is split: the same scores against the reference computed with the PINN
 (``reference.absorbing: first_order``) tell the training error on the PINN's own problem, and that reference against
 the unbounded-medium one (C-PML) tells what the boundary model alone costs. A last table checks the reference
 itself: P and S plane waves started from their exact state, against the closed form, on three grids. Another table
-gives each time window's PDE residual on fresh points (:func:`window_residuals`). Run from the repository root:
+gives each time window's PDE residual on fresh points (:func:`window_residuals`). With ``--window-split`` each time
+window after the first is also trained alone from the reference's own state at its start (:func:`exact_start`): its
+error then is the window's own training error, and the rest of the chained run's error in that window is what it
+inherits from the windows before. Run from the repository root:
 
     python benchmarks/realistic.py                       # both configs, full length (the README figures)
     python benchmarks/realistic.py --max-steps 200       # a quick check that the script works
     python benchmarks/realistic.py --configs inclusion   # one of them
     python benchmarks/realistic.py --configs inclusion --checkpoints PATH/last.ckpt   # score a trained run
+    python benchmarks/realistic.py --configs layered_source --window-split   # and each window from the exact state
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -82,6 +87,40 @@ def score(name: str, model, dm) -> dict:
             "first_order": slice_errors(model, dm, first_order.displacement_at),
             "boundary_model": boundary_model(dm, first_order.displacement_at),
             "residuals": window_residuals(model)}
+
+
+def exact_start(name: str, save_dir: str, max_steps: int | None = None) -> list[dict]:
+    """Each time window k >= 1 of config ``name`` trained alone: the config with its interval cut to the window, one
+    window, the initial state the reference's snapshot at the window's start (built into the output as the config
+    does), a fresh network and the config's steps per window; the validation grid and the reference's output times
+    keep their spacing in time. Its error over the window (first slice left out) is the window's own training error,
+    with nothing inherited."""
+    config = str(ROOT / "configs" / f"{name}.yaml")
+    base = cli_main(["-c", config, "--trainer.logger", "false"], run=False)
+    windows, dm = base.model.windows, base.datamodule
+    if windows is None or windows.count < 2:
+        return []
+    box, problem = dm.problem.scored_domain, dm.problem
+    t0, t1 = box.t
+    delta = (t1 - t0) / windows.count
+    nx, ny, nt = dm.val_grid
+    slices = round((nt - 1) / windows.count) + 1
+    outputs = round((problem.reference.output_times - 1) / windows.count) + 1
+    steps = windows.steps if max_steps is None else min(windows.steps, max_steps)
+    rows = []
+    for k in range(1, windows.count):
+        a, b = t0 + k * delta, t0 + (k + 1) * delta
+        domain = {"x": list(box.x), "y": list(box.y), "t": [a, b]}
+        one = {"count": 1, "steps": steps, "exact_initial": windows.exact_initial, "ramp": windows.ramp}
+        cli = cli_main(["fit", "-c", config, "--trainer.logger.init_args.save_dir", save_dir,
+                        "--trainer.logger.init_args.name", f"{name}_window{k}_exact_start",
+                        "--trainer.enable_progress_bar", "false", "--trainer.max_steps", str(steps),
+                        "--data.problem.init_args.domain", json.dumps(domain),
+                        "--data.problem.init_args.reference.output_times", str(outputs),
+                        "--model.windows", json.dumps(one), "--data.val_grid", json.dumps([nx, ny, slices])])
+        errors = slice_errors(cli.model, cli.datamodule, cli.datamodule.problem.truth)
+        rows.append({"index": k, "t": (a, b), "steps": cli.trainer.global_step, **errors})
+    return rows
 
 
 def window_residuals(model, n: int = 8192, seed: int = 0) -> list[dict]:
@@ -183,6 +222,9 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", default=None,
                         help="score these trained runs (one checkpoint per config, in the order of --configs) "
                              "instead of training")
+    parser.add_argument("--window-split", action="store_true",
+                        help="also train each time window after the first alone from the reference's state at its "
+                             "start: the window's own error, without what it inherits")
     ns = parser.parse_args()
     sys.argv = sys.argv[:1]  # the runs take their arguments from fit(), not from this script's command line
     if ns.checkpoints:
@@ -218,6 +260,16 @@ def main() -> None:
         print("| t (s) | " + " | ".join(f"{t:.3g}" for t, _ in slices) + " |")
         print("|---|" + "---:|" * len(slices))
         print("| rel. L2 | " + " | ".join(f"{e:.3f}" for _, e in slices) + " |")
+    if ns.window_split:
+        print("\nEach time window trained alone from the reference's state at its start (a fresh network, the "
+              "config's steps per window): its own training error. The chained run's error in the same window is "
+              "val/rel_l2_window/<k>; the difference is what the window inherits.")
+        print("| config | window | t (s) | steps | own error over the window | worst slice | end |")
+        print("|---|---:|---|---:|---:|---:|---:|")
+        for name in ns.configs:
+            for w in exact_start(name, ns.save_dir, ns.max_steps):
+                print(f"| {name} | {w['index']} | {w['t'][0]:.4g}-{w['t'][1]:.4g} | {w['steps']} | "
+                      f"{w['window']:.3e} | {w['worst']:.3e} | {w['end']:.3e} |")
     for name, widths in (("layered_source", (2.0, 4.0, 8.0, 16.0)), ("inclusion", (0.0002, 0.0004, 0.0008, 0.0016))):
         if name in ns.configs and not ns.skip_smoothing:
             print(f"\n{name}: the reference with interfaces smoothed over w, against sharp interfaces (relative L2)")

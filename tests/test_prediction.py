@@ -31,8 +31,12 @@ def predict(save_dir: Path, *extra: str) -> str:
            "--model.depth", "2", "--data.predict_resolution", "[7, 5]", "--data.predict_times", str(TIMES),
            "--prediction_writer.snapshots", "3", "--trainer.logger.init_args.save_dir", str(save_dir),
            "--ckpt_path", "last", "--trainer.accelerator", "cpu", *extra]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    if done.returncode != 0 and "EADDRINUSE" in done.stderr:
+        # Lightning picks a free port for the DDP rendezvous and binds it a moment later; another process on the
+        # machine can take it in between. That race is the machine's, not the writer's: try once more.
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
