@@ -10,6 +10,7 @@ import torch
 from pinn.networks.derivatives import autograd_fields, compute_fields
 from pinn.networks.mlp import MLP
 from pinn.physics.splines import GridSpline
+from pinn.training.module import ElasticPINN
 from pinn.training.windows import Marching, TimeWindows, exact_initial_fields
 
 F64 = torch.float64
@@ -151,3 +152,26 @@ def test_a_windowed_run_resumes_and_predicts_through_the_cli(tmp_path):
     cli_main(["predict", *common, "--ckpt_path", "last"])
     with np.load(tmp_path / "pred" / "prediction.npz") as f:
         assert f["displacement"].shape == (3, 4, 5, 2) and np.isfinite(f["displacement"]).all()
+
+
+def test_a_later_window_starts_from_the_frozen_previous_window(plane_waves):
+    """Without the exact initial state, window 1's initial targets are window 0's displacement and velocity at the
+    switch time, from its frozen copy, whatever the network trains on; ``fields(..., window=k)`` reads window k's."""
+    torch.manual_seed(0)
+    model = ElasticPINN(plane_waves, width=8, depth=2, windows=TimeWindows(count=2, steps=1))
+    g = torch.Generator().manual_seed(1)
+    start = torch.cat([torch.rand(16, 2, generator=g), torch.full((16, 1), 0.5)], 1)  # window 1's start
+    xyt = start.clone().requires_grad_(True)
+    u = model.net(xyt)
+    u_t = torch.stack([torch.autograd.grad(u[:, i].sum(), xyt, retain_graph=True)[0][:, 2] for i in range(2)], -1)
+    first = torch.cat([start[:, :2], torch.zeros(16, 1)], 1)  # window 0 starts from the closed form
+    torch.testing.assert_close(model.initial_targets(first)[0], plane_waves.initial_displacement(first))
+    model.marching.advance(model.net, model._compute, 3)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.1)  # window 1 trains on; window 0 keeps its weights
+    displacement, velocity = model.initial_targets(start)
+    torch.testing.assert_close(displacement, u.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(velocity, u_t, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.fields(start, "value", window=0).displacement, u.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(model.fields(start, "value").displacement, u.detach(), atol=1e-3)  # the current one

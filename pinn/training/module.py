@@ -219,13 +219,15 @@ class ElasticPINN(L.LightningModule):
         streams = self._kernel if self.training and order == "pde" and net is self.net else None
         return compute_fields(net, xyt, order, self.engine, streams)
 
-    def fields(self, xyt: Tensor, order: str):
-        """:class:`~pinn.physics.fields.Fields` of the solution being trained at ``xyt`` (read in the model's dtype):
-        the network's, or the current window's (:mod:`pinn.training.windows`); ``xyt`` lies in that window."""
+    def fields(self, xyt: Tensor, order: str, window: int | None = None):
+        """:class:`~pinn.physics.fields.Fields` of the solution at ``xyt`` (read in the model's dtype): the network's,
+        or time window ``window``'s (:mod:`pinn.training.windows`; ``None``: the current one, being trained);
+        ``xyt`` lies in that window."""
         xyt = xyt.to(self.dtype)
         if self.marching is None:
             return self._compute(shots.shot_net(self), xyt, order)
-        return self.marching.fields(self.net, self.marching.current, xyt, order, self._compute)
+        k = self.marching.current if window is None else window
+        return self.marching.fields(self.net, k, xyt, order, self._compute)
 
     def initial_targets(self, initial: Tensor) -> tuple[Tensor, Tensor] | None:
         """What the current window starts from at ``initial`` (:func:`~pinn.training.windows.initial_targets`)."""

@@ -305,7 +305,7 @@ def initial_targets(model, initial: Tensor) -> tuple[Tensor, Tensor] | None:
         problem = model.problem.shot(model.shot)  # the current shot's (pinn.training.shots)
         return problem.initial_displacement(initial), problem.initial_velocity(initial)
     with torch.no_grad():
-        f = marching.fields(model.net, marching.current - 1, initial, "velocity", model._compute)
+        f = model.fields(initial, "velocity", window=marching.current - 1)
     return f.displacement.detach(), f.velocity.detach()
 
 
