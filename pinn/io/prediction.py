@@ -101,8 +101,16 @@ class PredictionWriter(L.Callback):
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = _gather(trainer, torch.cat(self._rows)).float().cpu().numpy()  # (N, 3 + 2 S): x, y, t, (u, v) per shot
         self._rows = []
-        if not trainer.is_global_zero:
-            return
+        # The other processes wait while rank 0 writes: one that exited alone aborted in its process-group teardown
+        # about one run in ten (a C++ terminate), and the launcher then killed rank 0 before it had written.
+        try:
+            if trainer.is_global_zero:
+                self.write_all(trainer, pl_module, rows)
+        finally:
+            trainer.strategy.barrier("prediction_written")
+
+    def write_all(self, trainer: L.Trainer, pl_module: L.LightningModule, rows: np.ndarray) -> None:
+        """Write every shot's files from the gathered ``rows`` (N, 3 + 2 S), and print where."""
         step = self.step if self.step is not None else trainer.global_step
         out = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions" / f"step_{step}"
         shots = pl_module.problem.n_shots

@@ -221,13 +221,11 @@ class ElasticPINN(L.LightningModule):
 
     def fields(self, xyt: Tensor, order: str, window: int | None = None):
         """:class:`~pinn.physics.fields.Fields` of the solution at ``xyt`` (read in the model's dtype): the network's,
-        or time window ``window``'s (:mod:`pinn.training.windows`; ``None``: the current one, being trained);
-        ``xyt`` lies in that window."""
-        xyt = xyt.to(self.dtype)
+        or time window ``window``'s (``None``: the current one; :mod:`pinn.training.windows`), in which ``xyt`` lies."""
         if self.marching is None:
-            return self._compute(shots.shot_net(self), xyt, order)
+            return self._compute(shots.shot_net(self), xyt.to(self.dtype), order)
         k = self.marching.current if window is None else window
-        return self.marching.fields(self.net, k, xyt, order, self._compute)
+        return self.marching.fields(self.net, k, xyt.to(self.dtype), order, self._compute)
 
     def initial_targets(self, initial: Tensor) -> tuple[Tensor, Tensor] | None:
         """What the current window starts from at ``initial`` (:func:`~pinn.training.windows.initial_targets`)."""
