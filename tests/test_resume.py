@@ -124,6 +124,15 @@ CASES = {
                                                          [1800.0, 2100.0]), lr=0.05, start_step=3),
                "lbfgs": LBFGSStage(start_step=8, max_iter=2, history_size=4)},
         problem=lambda cache: _inverse_problem(cache, Layered(_LAYERS, [100.0], 10.0))),
+    # the same with Levenberg-Marquardt from step 8, in float64: velocity recordings with a NaN component, absorbing
+    # and free edges and the layers' speeds in its Jacobian; its damping comes back from the checkpoint
+    "inverse-layers-lm": Case(
+        data={"observations": ReferenceObservations("receivers", n_times=4, components="v", quantity="velocity",
+                                                    noise=0.02)},
+        model={"unknowns": Unknowns(layers=LayerUnknowns([100.0], [2000.0, 2000.0], [1000.0, 1000.0],
+                                                         [1800.0, 2100.0]), lr=0.05, start_step=3),
+               "lbfgs": LBFGSStage(start_step=8, max_iter=1, method="levenberg_marquardt", float64=True)},
+        problem=lambda cache: _inverse_problem(cache, Layered(_LAYERS, [100.0], 10.0))),
     # a mu map on a grid from noisy full-field snapshots, in mini-batches
     "inverse-field": Case(
         data={"batch_size": 16, "observations": ReferenceObservations("snapshots", grid=[5, 5], n_times=3,
@@ -136,6 +145,9 @@ CASES = {
     # the same with the stage in float64: the network is converted at the switch, and a resumed run loads the float64
     # weights into a float64 network
     "lbfgs-float64": Case(model={"lbfgs": LBFGSStage(start_step=4, max_iter=3, history_size=4, float64=True)}),
+    # Levenberg-Marquardt from step 4 in float64, two iterations a step (each with its own Jacobian)
+    "levenberg-marquardt": Case(model={"lbfgs": LBFGSStage(start_step=4, max_iter=2, method="levenberg_marquardt",
+                                                           float64=True)}),
     # every accuracy option at once: Fourier features, factorised layers, gradient-norm balancing (factors updated
     # every 3 steps, carried in the checkpoint), L-BFGS from step 5 and RAR-D growth, which clears its history
     "accurate": Case(model={"fourier": FourierFeatures(8, 2.0, 1.0), "factorization": Factorization(),

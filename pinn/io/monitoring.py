@@ -181,8 +181,9 @@ class HParamsSummary(Callback):
             params["problem"] = type(pl_module.problem).__name__
         if trainer.optimizers:
             group = trainer.optimizers[0].param_groups[0]
-            params["optimizer"] = {"class": type(trainer.optimizers[0]).__name__,
-                                   "lr": group.get("initial_lr", group["lr"])}
+            params["optimizer"] = {"class": type(trainer.optimizers[0]).__name__}
+            if "lr" in group:  # Levenberg-Marquardt has a damping instead
+                params["optimizer"]["lr"] = group.get("initial_lr", group["lr"])
         params["trainer"] = {"max_steps": trainer.max_steps}
         return flatten_hparams(params)
 

@@ -126,6 +126,11 @@ def boundary_loss(model, xyt: Tensor) -> Tensor:
     """Mean over boundary points ``xyt`` ``(N, 3)`` of the squared residual of each point's edge condition
     (:mod:`pinn.problems.boundaries`), non-dimensional: displacements divided by U, tractions by S U / L
     (:mod:`pinn.physics.units`)."""
+    return (boundary_misfit(model, xyt) ** 2).sum(-1).mean()
+
+
+def boundary_misfit(model, xyt: Tensor) -> Tensor:
+    """The non-dimensional residual ``(N, 2)`` of each boundary point's edge condition (see :func:`boundary_loss`)."""
     p, s = model.problem, model.scales
     edges = p.boundaries.edges()
     order = "gradient" if any(e.order == "gradient" for e in edges) else "value"
@@ -139,4 +144,4 @@ def boundary_loss(model, xyt: Tensor) -> Tensor:
         r = edge.residual(f, material, normal, xyt, p, s)  # (N, 2)
         on = _edge_groups(edges, which.device)[k][which]  # (N,)
         miss = r if miss is None else torch.where(on[:, None], r, miss)
-    return (miss**2).sum(-1).mean()
+    return miss

@@ -87,12 +87,17 @@ class RelativeL2(Metric):
 
 
 def log_training_step(model, loss: Tensor, terms: dict[str, Tensor]) -> None:
-    """Log one training step of :class:`~pinn.training.module.ElasticPINN`: ``train/loss`` and its terms, ``lr``,
-    and where they apply the causal weights' minimum, the time window and the trained material."""
+    """Log one training step of :class:`~pinn.training.module.ElasticPINN`: ``train/loss`` and its terms, ``lr`` (or
+    ``lm/damping`` under Levenberg-Marquardt), and where they apply the causal weights' minimum, the time window and
+    the trained material."""
     log = dict(on_step=True, on_epoch=False)
     model.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()}, **log)
     model.log("train/loss", loss.detach(), prog_bar=True, **log)
-    model.log("lr", model.trainer.optimizers[0].param_groups[0]["lr"], **log)
+    group = model.trainer.optimizers[0].param_groups[0]
+    if "damping" in group:  # Levenberg-Marquardt: its damping in place of a learning rate
+        model.log("lm/damping", float(group["damping"]), **log)
+    else:
+        model.log("lr", group["lr"], **log)
     if model.causal_weights is not None:
         model.log("causal/weight_min", model.causal_weights.min(), **log)
     if model.marching is not None:

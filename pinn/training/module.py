@@ -283,7 +283,7 @@ class ElasticPINN(L.LightningModule):
         if self.marching is not None and self.marching.due(self.trainer.global_step):
             next_window(self)
         if self.lbfgs is not None:
-            advance_stage(self)
+            advance_stage(self, batch)
         self.graph_now = graph_this_step(self)
 
     def stage_start(self) -> int:
@@ -391,7 +391,7 @@ class ElasticPINN(L.LightningModule):
 
     def configure_optimizers(self):
         if self.stage == "lbfgs":  # resumed inside the L-BFGS stage
-            return self.lbfgs.optimizer(self.trained_parameters())
+            return self.lbfgs.optimizer(self.trained_parameters(), self)
         optimizer = self.optimizer_factory(self.param_groups())
         if self.scheduler_factory is None:
             return optimizer

@@ -1,4 +1,6 @@
-r"""The quasi-Newton stage that follows Adam: ``torch.optim.LBFGS`` with a strong-Wolfe line search.
+r"""The quasi-Newton stage that follows Adam: ``torch.optim.LBFGS`` with a strong-Wolfe line search, or
+Levenberg-Marquardt (``method: levenberg_marquardt``; :mod:`pinn.optim.levenberg_marquardt`), which needs no
+history and suits small networks (see ``LBFGSStage``).
 
 Adam finds the basin; L-BFGS (Liu & Nocedal 1989; Nocedal & Wright 2006, alg. 7.4 and 3.6) then converges within
 it far faster than a first-order method, the standard recipe for PINNs (Raissi, Perdikaris & Karniadakis 2019;
@@ -46,6 +48,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import LRSchedulerConfig
 from torch import nn
 
+from pinn.optim.levenberg_marquardt import LevenbergMarquardt, check_settings
+from pinn.training.gauss_newton import LossRows
+
 
 @dataclass
 class LBFGSStage:
@@ -66,6 +71,12 @@ class LBFGSStage:
             stage counts as stalled (see *Stalls* in the module docstring); ``None`` never stops.
         min_improvement: The relative decrease of the best training loss that counts as progress.
         refreshes: Fresh point draws on a stall before the next stall ends the fit.
+        method: ``lbfgs``, or ``levenberg_marquardt``: damped Gauss-Newton on the loss's residual rows
+            (:mod:`pinn.optim.levenberg_marquardt`, :mod:`pinn.training.gauss_newton`), ``max_iter`` iterations a
+            step, each with a new Jacobian; it builds a dense normal matrix of P x P for P trained weights, so it
+            suits networks of a few thousand weights. ``lr``, ``max_eval``, ``history_size``, ``line_search`` and
+            the tolerances are L-BFGS's only.
+        damping: Levenberg-Marquardt's initial damping (> 0); it then adapts and is saved in checkpoints.
     """
 
     start_step: int = 0
@@ -80,6 +91,8 @@ class LBFGSStage:
     patience: int | None = None
     min_improvement: float = 1e-3
     refreshes: int = 3
+    method: Literal["lbfgs", "levenberg_marquardt"] = "lbfgs"
+    damping: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
@@ -95,6 +108,9 @@ class LBFGSStage:
                 raise ValueError(f"model.lbfgs.{name}={value} must be an integer >= {low}.")
         if self.max_eval is not None and not (isinstance(self.max_eval, int) and self.max_eval >= 1):
             raise ValueError(f"model.lbfgs.max_eval={self.max_eval} must be an integer >= 1 or null.")
+        if self.method not in ("lbfgs", "levenberg_marquardt"):
+            raise ValueError(f"model.lbfgs.method={self.method!r} must be 'lbfgs' or 'levenberg_marquardt'.")
+        check_settings(self.damping, 4.0, 3.0, 1e-12, 10)
         if self.line_search not in ("strong_wolfe", "none"):
             raise ValueError(f"model.lbfgs.line_search={self.line_search!r} must be 'strong_wolfe' or 'none'.")
         for name in ("lr", "tolerance_grad", "tolerance_change"):
@@ -103,8 +119,13 @@ class LBFGSStage:
                 raise ValueError(f"model.lbfgs.{name}={value} must be a finite number "
                                  f"{'> 0' if name == 'lr' else '>= 0'}.")
 
-    def optimizer(self, params: list[nn.Parameter]) -> torch.optim.LBFGS:
-        """``torch.optim.LBFGS`` over ``params`` with these settings."""
+    def optimizer(self, params: list[nn.Parameter], model=None) -> torch.optim.Optimizer:
+        """``torch.optim.LBFGS`` over ``params`` with these settings, or with ``method: levenberg_marquardt``
+        :class:`~pinn.optim.levenberg_marquardt.LevenbergMarquardt` on ``model``'s loss rows."""
+        if self.method == "levenberg_marquardt":
+            rows = LossRows(model, params)
+            return LevenbergMarquardt(params, rows.rows, rows.rows_and_jacobian, damping=self.damping,
+                                      iterations=self.max_iter, source=rows)
         return torch.optim.LBFGS(
             params, lr=self.lr, max_iter=self.max_iter, max_eval=self.max_eval, history_size=self.history_size,
             line_search_fn=None if self.line_search == "none" else "strong_wolfe",
@@ -119,12 +140,14 @@ def check_full_batch(datamodule) -> None:
                          "data.batch_size to null (L-BFGS builds its curvature model from one fixed loss function).")
 
 
-def clear_history(optimizer: torch.optim.LBFGS) -> None:
-    """Forget the curvature pairs and previous step, as if L-BFGS started now (the points have changed)."""
-    optimizer.state.clear()
+def clear_history(optimizer: torch.optim.Optimizer) -> None:
+    """Forget the curvature pairs and previous step, as if L-BFGS started now (the points have changed);
+    Levenberg-Marquardt keeps no history of the points, only its damping."""
+    if isinstance(optimizer, torch.optim.LBFGS):
+        optimizer.state.clear()
 
 
-def advance_stage(module) -> None:
+def advance_stage(module, batch=None) -> None:
     """Before each training step: switch to L-BFGS ``module.lbfgs.start_step`` steps after the stage began (the run's
     or the time window's start, ``module.stage_start()``), and clear its history when the
     points have changed since it began (see the module docstring)."""
@@ -138,11 +161,14 @@ def advance_stage(module) -> None:
                                  "--trainer.precision 64-true for the whole run instead.")
             module.double()
         # no scheduler: the line search sets the step length
-        switch_optimizers(trainer, module.lbfgs.optimizer(module.trained_parameters()))
+        switch_optimizers(trainer, module.lbfgs.optimizer(module.trained_parameters(), module))
         module.stage, module.pool_version = "lbfgs", version
     elif module.stage == "lbfgs" and version != module.pool_version:
         clear_history(trainer.optimizers[0])
         module.pool_version = version
+    source = getattr(trainer.optimizers[0], "source", None) if module.stage == "lbfgs" else None
+    if source is not None:  # Levenberg-Marquardt computes its rows on this step's points
+        source.batch = batch
 
 
 @dataclass
