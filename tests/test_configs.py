@@ -37,10 +37,10 @@ def test_reference_config_is_the_reference_problem(tmp_path, monkeypatch):
     assert waves == [("P", 0.3, pytest.approx(6.283185307179586), 1.0, 0.0),
                      ("S", 1.2, pytest.approx(6.283185307179586), 1.0, 0.0)]
     assert (dm.n["interior"], dm.n["boundary"], dm.n["initial"], dm.val_grid) == (4096, 1024, 1024, (41, 41, 11))
-    assert (model.hparams.width, model.hparams.depth, model.hparams.activation) == (64, 3, "tanh")
+    assert (model.hparams.width, model.hparams.depth, model.hparams.activation) == (32, 3, "tanh")
     assert model.net.fourier is None
-    assert model.lbfgs == LBFGSStage(start_step=500, max_iter=10, history_size=50, float64=True, patience=25,
-                                     min_improvement=1e-3, refreshes=3)
+    assert model.lbfgs == LBFGSStage(method="levenberg_marquardt", start_step=100, max_iter=1, damping=1e-3,
+                                     float64=True, patience=25, min_improvement=1e-3, refreshes=3)
     assert cli.trainer.max_steps == 1500
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer

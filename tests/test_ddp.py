@@ -185,3 +185,21 @@ def test_ddp_fit_validate_and_resume(tmp_path):
             assert torch.equal(load(probe, f"rank{r}-step8")["pools"]["interior"], single8["pools"]["interior"])
     assert torch.load(last, weights_only=True)["global_step"] == 8  # the DDP resume continued in the same run
     assert {line.split()[0] for line in (two / "writes.txt").read_text().splitlines()} == {"0"}
+
+
+@pytest.mark.slow
+def test_levenberg_marquardt_on_two_processes_takes_the_single_process_steps(tmp_path):
+    """Each process holds half the rows; the normal matrices, gradients and trial losses averaged over processes are
+    the single process's, so two processes end with its weights (Adam for steps 0-1, then two Levenberg-Marquardt
+    steps on full batches in float64)."""
+    lm = ("--data.batch_size", "null", "--trainer.precision", "64-true", "--model.lbfgs.start_step", "2",
+          "--model.lbfgs.float64", "false")
+    ddp = fit(tmp_path, "lm-ddp", *lm, devices=2)
+    single = fit(tmp_path, "lm-single", *lm)
+    end = [load(ddp, f"rank{r}-step4") for r in (0, 1)]
+    for k, v in end[0]["weights"].items():
+        assert torch.equal(v, end[1]["weights"][k]), k
+    assert_weights_close(end[0]["weights"], load(single, "rank0-step4")["weights"])
+    saved = torch.load(tmp_path / "logs-lm-ddp" / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["optimizer_stage"]["name"] == "lbfgs"
+    assert saved["optimizer_states"][0]["param_groups"][0]["accepted"] >= 1  # Levenberg-Marquardt took its steps

@@ -126,5 +126,5 @@ def test_cli_default_is_persistent_adam_and_the_cosine_overlay_composes(tmp_path
     assert type(optimizer) is PersistentAdam and optimizer.defaults["lr"] == 0.001
     scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
     assert type(scheduler) is torch.optim.lr_scheduler.CosineAnnealingLR
-    assert scheduler.T_max == 500 and scheduler.eta_min == 1e-5
+    assert scheduler.T_max == 100 and scheduler.eta_min == 1e-5
     assert scheduler.T_max == cli.model.lbfgs.start_step  # the overlay's advice holds for the base config

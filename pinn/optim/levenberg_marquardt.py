@@ -93,9 +93,9 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         r, jac = r.detach(), jac.detach()
         normal, gradient = jac.T @ jac, jac.T @ r
         current = r.square().sum()
-        if _distributed():  # each process holds its share of the rows: the sums are over all of them
+        if _distributed():  # each process holds its share of the rows: the mean over processes is the loss's
             for t in (normal, gradient, current):
-                torch.distributed.all_reduce(t)
+                _mean(t)
         eye = torch.eye(normal.shape[0], dtype=normal.dtype, device=normal.device)
         for _ in range(group["max_tries"]):
             factor, info = torch.linalg.cholesky_ex(normal + group["damping"] * eye)
@@ -104,7 +104,7 @@ class LevenbergMarquardt(torch.optim.Optimizer):
                 self._add(delta)
                 trial = self.rows().detach().square().sum()
                 if _distributed():
-                    torch.distributed.all_reduce(trial)
+                    _mean(trial)
                 if bool(torch.isfinite(trial)) and float(trial) < float(current):
                     group["damping"] = max(group["damping"] / group["decrease"], group["min_damping"])
                     group["accepted"] += 1
@@ -129,6 +129,12 @@ class LevenbergMarquardt(torch.optim.Optimizer):
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and \
         torch.distributed.get_world_size() > 1
+
+
+def _mean(t: Tensor) -> None:
+    """Replace ``t`` by its mean over the processes, in place (every process then solves the same system)."""
+    torch.distributed.all_reduce(t)
+    t /= torch.distributed.get_world_size()
 
 
 def check_settings(damping, increase, decrease, min_damping, max_tries, where: str = "model.lbfgs") -> None:

@@ -59,7 +59,8 @@ class LBFGSStage:
     Args:
         start_step: Global step at which L-BFGS replaces the first optimizer (Adam), >= 0.
         lr: Initial step length of each line search (1 is the natural step of a quasi-Newton method).
-        max_iter: L-BFGS iterations per training step; checkpoints, validation and logging count training steps.
+        max_iter: Iterations per training step (default 20 for L-BFGS, 1 for Levenberg-Marquardt); checkpoints,
+            validation and logging count training steps.
         max_eval: Loss evaluations per training step at most (default ``max_iter * 5 // 4``, torch's default).
         history_size: Curvature pairs kept (m in Nocedal & Wright).
         line_search: ``strong_wolfe`` (Nocedal & Wright alg. 3.5/3.6) or ``none`` (fixed step ``lr``).
@@ -81,7 +82,7 @@ class LBFGSStage:
 
     start_step: int = 0
     lr: float = 1.0
-    max_iter: int = 20
+    max_iter: int | None = None
     max_eval: int | None = None
     history_size: int = 50
     line_search: Literal["strong_wolfe", "none"] = "strong_wolfe"
@@ -101,6 +102,8 @@ class LBFGSStage:
             raise ValueError(f"model.lbfgs.refreshes={self.refreshes} must be an integer >= 0.")
         if not (math.isfinite(self.min_improvement) and 0 <= self.min_improvement < 1):
             raise ValueError(f"model.lbfgs.min_improvement={self.min_improvement} must be in [0, 1).")
+        if self.max_iter is None:  # a Levenberg-Marquardt iteration builds a whole Jacobian: one a step
+            self.max_iter = 1 if self.method == "levenberg_marquardt" else 20
         for name in ("start_step", "max_iter", "history_size"):
             value = getattr(self, name)
             low = 0 if name == "start_step" else 1
