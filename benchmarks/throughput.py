@@ -93,6 +93,8 @@ def project_child(args: argparse.Namespace) -> None:
 
     # build() parses configs/plane_wave.yaml through cli_main; these overrides go on its command line
     overrides = ["--model.compile", "true" if args.child == "compile" else "false"]
+    if Path(args.config).resolve() == PW2_CONFIG.resolve():  # the peers' scripts pose PW2 on a 3 x 64 network
+        overrides += ["--model.width", "64"]
     for key, n in zip(("n_interior", "n_boundary", "n_initial"), POINTS):
         overrides += [f"--data.{key}", str(n * args.points_scale)]
     cli_main = pinn.cli.cli_main
