@@ -183,6 +183,11 @@ SHOT_CASES = {
         callbacks=lambda: [ResidualResampling("rad", every_n_steps=3, n_candidates=96, chunk_size=40,
                                               log_images=False)],
         problem=lambda cache: problem(cache, 60.0, 140.0)),
+    # Levenberg-Marquardt from step 8 (float64) on the shared network: both shots' rows and recordings in one Jacobian
+    "levenberg-marquardt": Case(
+        data={"observations": ReferenceObservations("receivers", n_times=4, components="v", quantity="velocity")},
+        model={"unknowns": _LAYERS, "lbfgs": LBFGSStage(start_step=8, method="levenberg_marquardt", float64=True)},
+        problem=lambda cache: problem(cache, 60.0, 140.0)),
 }
 
 
