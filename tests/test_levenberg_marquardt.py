@@ -139,3 +139,9 @@ def test_causal_weighting_is_refused_with_the_reason():
     model, _ = _setup(causal=Causal(epsilon=1.0, slices=4))
     with pytest.raises(ValueError, match="drop model.causal"):
         LossRows(model, model.trained_parameters())
+
+
+def test_a_large_network_warns_of_the_normal_matrix():
+    model = ElasticPINN(PlaneWaves([Wave()]), width=80, depth=2)  # 6962 weights
+    with pytest.warns(UserWarning, match=r"Levenberg-Marquardt on 6962 trained weights: .* \(0\.4 GB in float64\)"):
+        LBFGSStage(**LM).optimizer(model.trained_parameters(), model)

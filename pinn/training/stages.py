@@ -44,12 +44,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.types import LRSchedulerConfig
 from torch import nn
 
 from pinn.optim.levenberg_marquardt import LevenbergMarquardt, check_settings
 from pinn.training.gauss_newton import LossRows
+
+
+LARGE = 6000  # trained weights above which Levenberg-Marquardt's dense normal matrix warns of its cost
 
 
 @dataclass
@@ -126,6 +129,12 @@ class LBFGSStage:
         """``torch.optim.LBFGS`` over ``params`` with these settings, or with ``method: levenberg_marquardt``
         :class:`~pinn.optim.levenberg_marquardt.LevenbergMarquardt` on ``model``'s loss rows."""
         if self.method == "levenberg_marquardt":
+            n = sum(p.numel() for p in params)
+            if n > LARGE:
+                rank_zero_warn(f"Levenberg-Marquardt on {n} trained weights: its dense normal matrix holds {n} x {n} "
+                               f"values ({n * n * 8 / 1e9:.1f} GB in float64) and costs about (rows x {n}^2) "
+                               "operations an iteration; it suits a few thousand weights (a smaller network, or "
+                               "method: lbfgs).")
             rows = LossRows(model, params)
             return LevenbergMarquardt(params, rows.rows, rows.rows_and_jacobian, damping=self.damping,
                                       iterations=self.max_iter, source=rows)
