@@ -145,3 +145,30 @@ def test_a_large_network_warns_of_the_normal_matrix():
     model = ElasticPINN(PlaneWaves([Wave()]), width=80, depth=2)  # 6962 weights
     with pytest.warns(UserWarning, match=r"Levenberg-Marquardt on 6962 trained weights: .* \(0\.4 GB in float64\)"):
         LBFGSStage(**LM).optimizer(model.trained_parameters(), model)
+
+
+def test_rows_of_a_layered_problem_with_windows_and_a_sponge_give_the_gradient(tmp_path):
+    """A medium that varies in space (its gradients found by autograd, outside the vectorised Jacobian), a source, a
+    damped padding, free, fixed and absorbing edges and two time windows with the initial state built in: |r|^2 is
+    the loss and 2 J^T r its gradient."""
+    from test_resume import _wave_problem
+
+    from pinn.training.windows import TimeWindows, initial_state_values, state_nodes
+
+    L.seed_everything(0, verbose=False)
+    problem = _wave_problem(tmp_path, padding=20.0)
+    dm = ElasticDataModule(problem, n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=4, val_grid=(4, 4, 3))
+    dm.setup("fit")
+    model = ElasticPINN(problem, width=8, depth=2, windows=TimeWindows(count=2, steps=5, exact_initial=True)).double()
+    x, y = state_nodes(problem)
+    model.marching.set_state(0, x, y, initial_state_values(problem, x, y))
+    batch = dm.batch(0)
+    params = model.trained_parameters()
+    rows = LossRows(model, params)
+    rows.batch = batch
+    loss = model.training_loss(batch)[0]
+    gradient = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+    r, jac = rows.rows_and_jacobian()
+    torch.testing.assert_close(r.square().sum(), loss.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(2 * jac.T @ r, gradient, rtol=1e-10, atol=1e-10 * float(gradient.abs().max()))
+    assert "material_at" not in model.__dict__ and "residual_of" not in model.__dict__  # the overrides are undone

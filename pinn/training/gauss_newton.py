@@ -16,6 +16,7 @@ test is :math:`\nabla L = 2 J^T r` against autograd's gradient of the training l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import contextmanager
 
@@ -23,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from pinn.physics.elasticity import residual
+from pinn.physics.media import MediumValues
 from pinn.training.losses import boundary_misfit
 from pinn.training.shots import on_shot, shot_batch
 
@@ -47,6 +50,52 @@ def term_rows(model, term: str, xyt: Tensor, extra: Tensor | None) -> Tensor:
     # "data_velocity": particle-velocity recordings
     return torch.where(torch.isfinite(extra), model.fields(xyt, "velocity").velocity - torch.nan_to_num(extra),
                        0.0) / s.velocity
+
+
+def fixed_inputs(model, term: str, xyt: Tensor) -> tuple | None:
+    """What a term's rows read that does not depend on the trained parameters, at points ``xyt``: the known material
+    (its values and gradients, found by autograd in ``xy``), and for the residual the body force and the damping, as
+    ``(material, force, damping)`` of ``(N, ...)`` tensors or ``None``. Computed outside the vectorised Jacobian,
+    whose transforms cannot run autograd inside; ``None`` where the term needs none."""
+    if term not in ("pde", "bc"):
+        return None
+    xy = xyt[:, :2]
+    material = None
+    if model.trainable_material is None:  # a trainable material depends on the parameters: computed inside
+        values = model.material_at(xy)
+        if isinstance(values, MediumValues):
+            material = tuple(getattr(values, f.name) for f in dataclasses.fields(MediumValues))
+    if term == "bc":
+        return None if material is None else (material, None, None)
+    return material, model.problem.shot(model.shot).body_force(xyt), model.problem.damping(xy)
+
+
+def _dims(given: tuple | None):
+    """vmap's ``in_dims`` for fixed inputs: the points' axis of each tensor, ``None`` for an absent entry."""
+    if given is None:
+        return None
+    return tuple(_dims(g) if isinstance(g, tuple) else (None if g is None else 0) for g in given)
+
+
+@contextmanager
+def _given(model, given: tuple | None, one: bool):
+    """Within the block ``model`` takes the fixed inputs ``given`` (:func:`fixed_inputs`) instead of computing them;
+    ``one``: they are one point's (a vectorising map's slice), made rows of one."""
+    if given is None:
+        yield
+        return
+    lift = (lambda t: None if t is None else t[None]) if one else (lambda t: t)
+    material, force, damping = given
+    known = None if material is None else MediumValues(*map(lift, material))
+    if known is not None:
+        model.material_at = lambda xy: known
+    force, damping = lift(force), lift(damping)
+    model.residual_of = lambda fields, xyt: residual(fields, model.material_at(xyt[:, :2]), force, damping)
+    try:
+        yield
+    finally:
+        model.__dict__.pop("material_at", None)
+        model.__dict__.pop("residual_of", None)
 
 
 class _Rows(nn.Module):
@@ -87,8 +136,9 @@ class LossRows:
         self.names = [names[id(p)] for p in params]
         self.wrapper = _Rows(model)
 
-    def parts(self) -> list[tuple[int, str, Tensor, Tensor | None, float]]:
-        """(shot, term, points, extra, sqrt(w / N)) for every term of the batch with a positive weight."""
+    def parts(self) -> list[tuple[int, str, Tensor, Tensor | None, float, tuple | None]]:
+        """(shot, term, points, extra, sqrt(w / N), fixed inputs) for every term of the batch with a positive
+        weight."""
         if self.batch is None:
             raise RuntimeError("LossRows has no batch: the training step sets it before the optimizer steps.")
         model = self.model
@@ -105,18 +155,19 @@ class LossRows:
                 for key, term in (("observations", "data"), ("velocity_observations", "data_velocity")):
                     if key in b:
                         pieces.append((term, b[key][:, :3], b[key][:, 3:]))
-            for term, xyt, extra in pieces:
-                weight = float(model.weight("data" if term == "data_velocity" else term))
-                if weight > 0 and len(xyt) > 0:
-                    out.append((k, term, xyt, extra, math.sqrt(weight / len(xyt))))
+                for term, xyt, extra in pieces:
+                    weight = float(model.weight("data" if term == "data_velocity" else term))
+                    if weight > 0 and len(xyt) > 0:
+                        at = model.to_window(xyt) if term == "pde" else xyt  # where the residual is evaluated
+                        out.append((k, term, xyt, extra, math.sqrt(weight / len(xyt)), fixed_inputs(model, term, at)))
         return out
 
     def rows(self) -> Tensor:
         """r ``(M,)`` at the current parameters."""
         out = []
         with _eager(self.model):
-            for k, term, xyt, extra, scale in self.parts():
-                with on_shot(self.model, k):
+            for k, term, xyt, extra, scale, given in self.parts():
+                with on_shot(self.model, k), _given(self.model, given, one=False):
                     out.append((term_rows(self.model, term, xyt, extra) * scale).reshape(-1))
         return torch.cat(out)
 
@@ -127,15 +178,19 @@ class LossRows:
         wrapper = self.wrapper
 
         rows, jacobians = [], []
-        with _eager(self.model):
-            for k, term, xyt, extra, scale in self.parts():
-                with on_shot(self.model, k):
-                    rows.append((term_rows(self.model, term, xyt, extra).detach() * scale).reshape(-1))
-                    def point(theta, p, e, term=term):  # one point's rows (2,)
-                        return functional_call(wrapper, theta, (term, p[None], None if e is None else e[None]))[0]
+        model = self.model
+        with _eager(model):
+            for k, term, xyt, extra, scale, given in self.parts():
+                with on_shot(model, k):
+                    with _given(model, given, one=False):
+                        rows.append((term_rows(model, term, xyt, extra).detach() * scale).reshape(-1))
 
-                    jac = vmap(jacrev(point), in_dims=(None, 0, None if extra is None else 0),
-                               chunk_size=CHUNK)(theta, xyt, extra)
+                    def point(theta, p, e, g, term=term):  # one point's rows (2,)
+                        with _given(model, g, one=True):
+                            return functional_call(wrapper, theta, (term, p[None], None if e is None else e[None]))[0]
+
+                    jac = vmap(jacrev(point), in_dims=(None, 0, None if extra is None else 0, _dims(given)),
+                               chunk_size=CHUNK)(theta, xyt, extra, given)
                 columns = [jac["model." + n].reshape(len(xyt) * 2, -1) for n in self.names]
                 jacobians.append(torch.cat(columns, dim=1) * scale)
         return torch.cat(rows), torch.cat(jacobians)
