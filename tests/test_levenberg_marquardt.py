@@ -3,6 +3,8 @@ and the stage in a run against its own checkpoint."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -30,7 +32,8 @@ def test_one_undamped_step_solves_linear_least_squares():
     def rows():
         return a @ x - b
 
-    opt = LevenbergMarquardt([x], rows, lambda: (rows(), a), damping=1e-12, min_damping=1e-14)
+    opt = LevenbergMarquardt([x], SimpleNamespace(rows=rows, rows_and_jacobian=lambda: (rows(), a)), damping=1e-12,
+                             min_damping=1e-14)
     opt.step()
     torch.testing.assert_close(x.detach(), torch.linalg.lstsq(a, b[:, None]).solution[:, 0], rtol=1e-9, atol=1e-9)
     assert opt.param_groups[0]["accepted"] == 1
@@ -48,25 +51,27 @@ def test_damped_steps_reach_the_minimum_of_rosenbrock():
         jac = torch.stack([torch.stack([-20 * xy[0], xy.new_tensor(10.0)]), xy.new_tensor([-1.0, 0.0])])
         return rows(), jac.detach()
 
-    opt = LevenbergMarquardt([xy], rows, rows_and_jacobian, damping=1.0)
+    opt = LevenbergMarquardt([xy], SimpleNamespace(rows=rows, rows_and_jacobian=rows_and_jacobian), damping=1.0)
     for _ in range(100):
         opt.step()
     torch.testing.assert_close(xy.detach(), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-10)
 
 
-def _setup(unknowns=None, **model):
+def _data(problem=None):
     L.seed_everything(0, verbose=False)
-    problem = PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
-    dm = ElasticDataModule(problem, n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=4, val_grid=(4, 4, 3))
+    problem = problem or PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
+    return problem, ElasticDataModule(problem, n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=4,
+                                      val_grid=(4, 4, 3))
+
+
+def _setup(unknowns=None, **model):
+    problem, dm = _data()
     dm.setup("fit")
     return ElasticPINN(problem, width=8, depth=2, unknowns=unknowns, **model).double(), dm
 
 
-@pytest.mark.parametrize("unknowns", [None, Unknowns(lam=2.0, mu=2.0, lr=0.05)], ids=["forward", "inverse"])
-def test_rows_square_to_the_training_loss_and_their_jacobian_gives_its_gradient(unknowns):
-    """|r|^2 is the weighted training loss and 2 J^T r its gradient by autograd, the material's entries included."""
-    model, dm = _setup(unknowns)
-    batch = dm.batch(0)
+def _assert_rows_give_the_loss_and_its_gradient(model, batch):
+    """|r|^2 is the weighted training loss of ``batch`` and 2 J^T r its gradient by autograd."""
     params = model.trained_parameters()
     rows = LossRows(model, params)
     rows.batch = batch
@@ -79,10 +84,15 @@ def test_rows_square_to_the_training_loss_and_their_jacobian_gives_its_gradient(
     torch.testing.assert_close(rows.rows(), r, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("unknowns", [None, Unknowns(lam=2.0, mu=2.0, lr=0.05)], ids=["forward", "inverse"])
+def test_rows_square_to_the_training_loss_and_their_jacobian_gives_its_gradient(unknowns):
+    """|r|^2 is the weighted training loss and 2 J^T r its gradient by autograd, the material's entries included."""
+    model, dm = _setup(unknowns)
+    _assert_rows_give_the_loss_and_its_gradient(model, dm.batch(0))
+
+
 def _run(tmp_path, max_steps, stage, ckpt_path=None):
-    L.seed_everything(0, verbose=False)
-    problem = PlaneWaves([Wave(kind="P", angle=0.3, wavenumber=6.0)])
-    dm = ElasticDataModule(problem, n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=4, val_grid=(4, 4, 3))
+    problem, dm = _data()
     module = ElasticPINN(problem, width=8, depth=2, lbfgs=stage)
     losses = []
 
@@ -119,7 +129,7 @@ def test_the_stage_lowers_the_loss_and_resumes_bit_for_bit(tmp_path):
 
 def test_a_damaged_levenberg_marquardt_state_is_refused():
     x = torch.nn.Parameter(torch.zeros(2))
-    opt = LevenbergMarquardt([x], lambda: x, lambda: (x, torch.eye(2)))
+    opt = LevenbergMarquardt([x], SimpleNamespace(rows=lambda: x, rows_and_jacobian=lambda: (x, torch.eye(2))))
     state = opt.state_dict()
     state["param_groups"][0]["damping"] = float("nan")
     with pytest.raises(ValueError, match=r"checkpoint's LevenbergMarquardt state.*damping=nan"):
@@ -155,20 +165,10 @@ def test_rows_of_a_layered_problem_with_windows_and_a_sponge_give_the_gradient(t
 
     from pinn.training.windows import TimeWindows, initial_state_values, state_nodes
 
-    L.seed_everything(0, verbose=False)
-    problem = _wave_problem(tmp_path, padding=20.0)
-    dm = ElasticDataModule(problem, n_interior=48, n_boundary=12, n_initial=12, steps_per_epoch=4, val_grid=(4, 4, 3))
+    problem, dm = _data(_wave_problem(tmp_path, padding=20.0))
     dm.setup("fit")
     model = ElasticPINN(problem, width=8, depth=2, windows=TimeWindows(count=2, steps=5, exact_initial=True)).double()
     x, y = state_nodes(problem)
     model.marching.set_state(0, x, y, initial_state_values(problem, x, y))
-    batch = dm.batch(0)
-    params = model.trained_parameters()
-    rows = LossRows(model, params)
-    rows.batch = batch
-    loss = model.training_loss(batch)[0]
-    gradient = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
-    r, jac = rows.rows_and_jacobian()
-    torch.testing.assert_close(r.square().sum(), loss.detach(), rtol=1e-12, atol=0)
-    torch.testing.assert_close(2 * jac.T @ r, gradient, rtol=1e-10, atol=1e-10 * float(gradient.abs().max()))
+    _assert_rows_give_the_loss_and_its_gradient(model, dm.batch(0))
     assert "material_at" not in model.__dict__ and "residual_of" not in model.__dict__  # the overrides are undone

@@ -24,13 +24,20 @@ parameter group, so :meth:`state_dict` carries them and a resumed run continues 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-Rows = Callable[[], Tensor]
-RowsAndJacobian = Callable[[], "tuple[Tensor, Tensor]"]
+
+
+class Residuals(Protocol):
+    """What the optimizer minimises |r|^2 of: the rows r ``(M,)`` and the rows with their Jacobian ``(M, P)``, columns
+    in the order of the optimizer's parameters (flattened), both at the current parameters."""
+
+    def rows(self) -> Tensor: ...
+
+    def rows_and_jacobian(self) -> tuple[Tensor, Tensor]: ...
 
 
 class LevenbergMarquardt(torch.optim.Optimizer):
@@ -41,28 +48,24 @@ class LevenbergMarquardt(torch.optim.Optimizer):
 
     Args:
         params: The trained parameters, in the order of the Jacobian's columns.
-        rows: The residual rows ``(M,)`` at the current parameters (no graph needed).
-        rows_and_jacobian: The rows and their Jacobian ``(M, P)``, columns in the order of ``params`` (flattened).
+        residuals: The rows and their Jacobian (:class:`Residuals`).
         damping: The initial :math:`\lambda`.
         increase: Factor on :math:`\lambda` after a rejected step (> 1).
         decrease: Divisor of :math:`\lambda` after an accepted step (> 1).
         min_damping: Floor of :math:`\lambda` (keeps :math:`J^T J + \lambda I` positive definite in floating point).
         max_tries: Solves per iteration before it gives up and leaves the parameters unchanged.
         iterations: Iterations per ``step`` (each with a new Jacobian).
-        source: What provides the rows (kept so that its owner can hand it the batch of the step).
     """
 
-    def __init__(self, params, rows: Rows, rows_and_jacobian: RowsAndJacobian, damping: float = 1e-3,
-                 increase: float = 4.0, decrease: float = 3.0, min_damping: float = 1e-12, max_tries: int = 10,
-                 iterations: int = 1, source=None) -> None:
+    def __init__(self, params, residuals: Residuals, damping: float = 1e-3, increase: float = 4.0,
+                 decrease: float = 3.0, min_damping: float = 1e-12, max_tries: int = 10, iterations: int = 1) -> None:
         check_settings(damping, increase, decrease, min_damping, max_tries)
         defaults = dict(damping=damping, increase=increase, decrease=decrease, min_damping=min_damping,
                         max_tries=max_tries, accepted=0, rejected=0)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("LevenbergMarquardt takes one parameter group (its normal matrix couples them all).")
-        self.rows, self.rows_and_jacobian = rows, rows_and_jacobian
-        self.iterations, self.source = iterations, source
+        self.residuals, self.iterations = residuals, iterations
 
     def _params(self) -> list[Tensor]:
         return self.param_groups[0]["params"]
@@ -89,7 +92,7 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         """One iteration; whether it took a step."""
         group = self.param_groups[0]
         with torch.enable_grad():
-            r, jac = self.rows_and_jacobian()
+            r, jac = self.residuals.rows_and_jacobian()
         r, jac = r.detach(), jac.detach()
         normal, gradient = jac.T @ jac, jac.T @ r
         current = r.square().sum()
@@ -102,7 +105,7 @@ class LevenbergMarquardt(torch.optim.Optimizer):
             if int(info) == 0:
                 delta = -torch.cholesky_solve(gradient[:, None], factor)[:, 0]
                 self._add(delta)
-                trial = self.rows().detach().square().sum()
+                trial = self.residuals.rows().detach().square().sum()
                 if _distributed():
                     _mean(trial)
                 if bool(torch.isfinite(trial)) and float(trial) < float(current):
@@ -137,7 +140,8 @@ def _mean(t: Tensor) -> None:
     t /= torch.distributed.get_world_size()
 
 
-def check_settings(damping, increase, decrease, min_damping, max_tries, where: str = "model.lbfgs") -> None:
+def check_settings(damping, increase=4.0, decrease=3.0, min_damping=1e-12, max_tries=10,
+                   where: str = "model.lbfgs") -> None:
     """Raise with the name and value of the first setting out of range."""
     for name, value, low in (("damping", damping, 0.0), ("min_damping", min_damping, 0.0)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):

@@ -26,7 +26,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from pinn.physics.elasticity import residual
 from pinn.physics.media import MediumValues
-from pinn.training.losses import boundary_misfit
+from pinn.training.losses import boundary_misfit, masked_difference
 from pinn.training.shots import on_shot, shot_batch
 
 CHUNK = 512  # points per vectorised Jacobian: (chunk x rows x parameters) values are alive at once
@@ -45,11 +45,9 @@ def term_rows(model, term: str, xyt: Tensor, extra: Tensor | None) -> Tensor:
     if term == "ic_vel":
         return (model.fields(xyt, "velocity").velocity - extra) / s.velocity
     if term == "data":  # displacement recordings; NaN where a component is not recorded
-        return torch.where(torch.isfinite(extra), model.fields(xyt, "value").displacement - torch.nan_to_num(extra),
-                           0.0) / s.displacement
+        return masked_difference(model.fields(xyt, "value").displacement, extra) / s.displacement
     # "data_velocity": particle-velocity recordings
-    return torch.where(torch.isfinite(extra), model.fields(xyt, "velocity").velocity - torch.nan_to_num(extra),
-                       0.0) / s.velocity
+    return masked_difference(model.fields(xyt, "velocity").velocity, extra) / s.velocity
 
 
 def fixed_inputs(model, term: str, xyt: Tensor) -> tuple | None:
@@ -131,14 +129,28 @@ class LossRows:
         if model.causal is not None:
             raise ValueError("model.lbfgs.method=levenberg_marquardt needs a plain sum of squares: drop model.causal "
                              "(its weights change with the loss) or use method: lbfgs.")
-        self.model, self.batch = model, None
+        self.model, self._batch, self._parts = model, None, None
         names = {id(p): n for n, p in model.named_parameters()}
         self.names = [names[id(p)] for p in params]
         self.wrapper = _Rows(model)
 
+    @property
+    def batch(self) -> dict[str, Tensor] | None:
+        """The training step's batch; setting it drops what was derived from the previous one."""
+        return self._batch
+
+    @batch.setter
+    def batch(self, batch: dict[str, Tensor] | None) -> None:
+        self._batch, self._parts = batch, None
+
     def parts(self) -> list[tuple[int, str, Tensor, Tensor | None, float, tuple | None]]:
         """(shot, term, points, extra, sqrt(w / N), fixed inputs) for every term of the batch with a positive
-        weight."""
+        weight; found once per batch (a step's trial evaluations and iterations share them)."""
+        if self._parts is None:
+            self._parts = self._find_parts()
+        return self._parts
+
+    def _find_parts(self) -> list[tuple[int, str, Tensor, Tensor | None, float, tuple | None]]:
         if self.batch is None:
             raise RuntimeError("LossRows has no batch: the training step sets it before the optimizer steps.")
         model = self.model

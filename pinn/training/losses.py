@@ -106,10 +106,13 @@ def mse(a: Tensor, b: Tensor) -> Tensor:
 def masked_mse(a: Tensor, b: Tensor) -> Tensor:
     """:func:`mse` over the entries where ``b`` is finite (NaN marks a component that was not recorded); the same as
     ``mse`` when every entry is."""
-    seen = torch.isfinite(b)
+    return (masked_difference(a, b) ** 2).sum(-1).mean()
+
+
+def masked_difference(a: Tensor, b: Tensor) -> Tensor:
+    """``a - b`` where ``b`` is finite, 0 where it is NaN (a component that was not recorded)."""
     # NaN never enters the arithmetic: a fused (compiled) kernel that multiplies by the mask instead would give NaN
-    miss = torch.where(seen, a - torch.nan_to_num(b), 0.0)
-    return (miss**2).sum(-1).mean()
+    return torch.where(torch.isfinite(b), a - torch.nan_to_num(b), 0.0)
 
 
 _EDGE_GROUPS = DeviceCache()

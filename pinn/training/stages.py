@@ -116,7 +116,7 @@ class LBFGSStage:
             raise ValueError(f"model.lbfgs.max_eval={self.max_eval} must be an integer >= 1 or null.")
         if self.method not in ("lbfgs", "levenberg_marquardt"):
             raise ValueError(f"model.lbfgs.method={self.method!r} must be 'lbfgs' or 'levenberg_marquardt'.")
-        check_settings(self.damping, 4.0, 3.0, 1e-12, 10)
+        check_settings(self.damping)
         if self.line_search not in ("strong_wolfe", "none"):
             raise ValueError(f"model.lbfgs.line_search={self.line_search!r} must be 'strong_wolfe' or 'none'.")
         for name in ("lr", "tolerance_grad", "tolerance_change"):
@@ -135,9 +135,8 @@ class LBFGSStage:
                                f"values ({n * n * 8 / 1e9:.1f} GB in float64) and costs about (rows x {n}^2) "
                                "operations an iteration; it suits a few thousand weights (a smaller network, or "
                                "method: lbfgs).")
-            rows = LossRows(model, params)
-            return LevenbergMarquardt(params, rows.rows, rows.rows_and_jacobian, damping=self.damping,
-                                      iterations=self.max_iter, source=rows)
+            return LevenbergMarquardt(params, LossRows(model, params), damping=self.damping,
+                                      iterations=self.max_iter)
         return torch.optim.LBFGS(
             params, lr=self.lr, max_iter=self.max_iter, max_eval=self.max_eval, history_size=self.history_size,
             line_search_fn=None if self.line_search == "none" else "strong_wolfe",
@@ -178,9 +177,8 @@ def advance_stage(module, batch=None) -> None:
     elif module.stage == "lbfgs" and version != module.pool_version:
         clear_history(trainer.optimizers[0])
         module.pool_version = version
-    source = getattr(trainer.optimizers[0], "source", None) if module.stage == "lbfgs" else None
-    if source is not None:  # Levenberg-Marquardt computes its rows on this step's points
-        source.batch = batch
+    if module.stage == "lbfgs" and isinstance(trainer.optimizers[0], LevenbergMarquardt):
+        trainer.optimizers[0].residuals.batch = batch  # its rows are this step's points
 
 
 @dataclass
