@@ -159,11 +159,12 @@ CASES = {
     "compiled": Case(model={"compile": True, "depth": 3, "lbfgs": LBFGSStage(start_step=9, max_iter=2)},
                      callbacks=lambda: [ResidualResampling("rar-d", every_n_steps=5, n_candidates=64, n_add=8,
                                                            chunk_size=40, log_images=False), RanCompiled()]),
-    # three time windows with the initial state built in: window switches at steps 5 and 10, each window with
-    # L-BFGS (float64) from its third step and a stall watch that redraws the points, then ends the window early;
-    # the stops fall before (crash during validation: last.ckpt at step 4), on and after a switch
+    # three time windows with the initial state built in: window switches at steps 5 and 10, L-BFGS (float64) from
+    # the third step of the first window and the second of the others, and a stall watch that redraws the points,
+    # then ends the window early; the stops fall before (crash during validation: last.ckpt at step 4), on and
+    # after a switch
     "windows": Case(model={"windows": TimeWindows(count=3, steps=5, exact_initial=True),
-                           "lbfgs": LBFGSStage(start_step=2, max_iter=2, float64=True, patience=1,
+                           "lbfgs": LBFGSStage(start_step=[2, 1], max_iter=2, float64=True, patience=1,
                                                min_improvement=0.9, refreshes=1)}),
     # a problem without a closed form in two windows, the first from the reference's snapshot (splines on its grid),
     # on a box padded beyond its absorbing edges with a damping layer

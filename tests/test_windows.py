@@ -3,6 +3,7 @@ exact initial state against nested autograd, the state holding at each window's 
 
 import math
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,9 @@ import torch
 from pinn.networks.derivatives import autograd_fields, compute_fields
 from pinn.networks.mlp import MLP
 from pinn.physics.splines import GridSpline
+from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
+from pinn.training.stages import LBFGSStage
 from pinn.training.windows import Marching, TimeWindows, exact_initial_fields
 
 F64 = torch.float64
@@ -115,6 +118,32 @@ def test_training_times_map_into_the_current_window():
 def test_window_settings_are_checked():
     with pytest.raises(ValueError, match="model.windows.count=0"):
         TimeWindows(count=0)
+    for bad in (0, [], [3, 0], [2.5]):
+        with pytest.raises(ValueError, match=r"model.windows.steps=.* one per time window"):
+            TimeWindows(count=2, steps=bad)
+    with pytest.raises(ValueError, match=r"model.lbfgs.start_step=\[-1\]"):
+        LBFGSStage(start_step=[-1])
+
+
+def test_steps_and_the_stage_start_per_window(plane_waves):
+    """``windows.steps: [3, 2]`` and ``lbfgs.start_step: [2, 0]``: window 0 trains steps 0-2 with L-BFGS from its
+    step 2, window 1 steps 3-4 and window 2 (the last entries repeating) from step 5 on, both in L-BFGS from their
+    first step."""
+    L.seed_everything(0, verbose=False)
+    dm = ElasticDataModule(plane_waves, n_interior=32, n_boundary=8, n_initial=8, steps_per_epoch=4, val_grid=(3, 3, 3))
+    model = ElasticPINN(plane_waves, width=8, depth=2, windows=TimeWindows(count=3, steps=[3, 2]),
+                        lbfgs=LBFGSStage(start_step=[2, 0], max_iter=1))
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            seen.append((pl_module.marching.current, pl_module.stage))
+
+    trainer = L.Trainer(max_steps=7, inference_mode=False, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, accelerator="cpu", callbacks=[Record()])
+    trainer.fit(model, dm)
+    assert seen == [(0, "adam"), (0, "adam"), (0, "lbfgs"), (1, "lbfgs"), (1, "lbfgs"), (2, "lbfgs"), (2, "lbfgs")]
 
 
 def test_values_route_each_time_to_its_window():

@@ -60,7 +60,9 @@ class LBFGSStage:
     """Settings of the L-BFGS stage (see the module docstring); the names follow ``torch.optim.LBFGS``.
 
     Args:
-        start_step: Global step at which L-BFGS replaces the first optimizer (Adam), >= 0.
+        start_step: Global step at which L-BFGS replaces the first optimizer (Adam), >= 0; with time windows,
+            steps into each window, or a list, one entry per window, the last repeating for the windows after it
+            (``[1400, 100]``: a later window starts from the previous window's network and needs little of Adam).
         lr: Initial step length of each line search (1 is the natural step of a quasi-Newton method).
         max_iter: Iterations per training step (default 20 for L-BFGS, 1 for Levenberg-Marquardt); checkpoints,
             validation and logging count training steps.
@@ -83,7 +85,7 @@ class LBFGSStage:
         damping: Levenberg-Marquardt's initial damping (> 0); it then adapts and is saved in checkpoints.
     """
 
-    start_step: int = 0
+    start_step: int | list[int] = 0
     lr: float = 1.0
     max_iter: int | None = None
     max_eval: int | None = None
@@ -107,11 +109,11 @@ class LBFGSStage:
             raise ValueError(f"model.lbfgs.min_improvement={self.min_improvement} must be in [0, 1).")
         if self.max_iter is None:  # a Levenberg-Marquardt iteration builds a whole Jacobian: one a step
             self.max_iter = 1 if self.method == "levenberg_marquardt" else 20
-        for name in ("start_step", "max_iter", "history_size"):
+        check_steps(self.start_step, "model.lbfgs.start_step", 0)
+        for name in ("max_iter", "history_size"):
             value = getattr(self, name)
-            low = 0 if name == "start_step" else 1
-            if not (isinstance(value, int) and value >= low):
-                raise ValueError(f"model.lbfgs.{name}={value} must be an integer >= {low}.")
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"model.lbfgs.{name}={value} must be an integer >= 1.")
         if self.max_eval is not None and not (isinstance(self.max_eval, int) and self.max_eval >= 1):
             raise ValueError(f"model.lbfgs.max_eval={self.max_eval} must be an integer >= 1 or null.")
         if self.method not in ("lbfgs", "levenberg_marquardt"):
@@ -124,6 +126,10 @@ class LBFGSStage:
             if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
                 raise ValueError(f"model.lbfgs.{name}={value} must be a finite number "
                                  f"{'> 0' if name == 'lr' else '>= 0'}.")
+
+    def start_in(self, window: int) -> int:
+        """Steps into time window ``window`` (0 without windows) at which the stage starts."""
+        return per_window(self.start_step, window)
 
     def optimizer(self, params: list[nn.Parameter], model=None) -> torch.optim.Optimizer:
         """``torch.optim.LBFGS`` over ``params`` with these settings, or with ``method: levenberg_marquardt``
@@ -142,6 +148,18 @@ class LBFGSStage:
             line_search_fn=None if self.line_search == "none" else "strong_wolfe",
             tolerance_grad=self.tolerance_grad, tolerance_change=self.tolerance_change,
         )
+
+
+def per_window(value: int | list[int], window: int) -> int:
+    """A setting given once or per time window (a list whose last entry repeats), for window ``window``."""
+    return value if isinstance(value, int) else value[min(window, len(value) - 1)]
+
+
+def check_steps(value, name: str, low: int) -> None:
+    """Raise unless ``value`` is an integer >= ``low`` or a non-empty list of them."""
+    entries = value if isinstance(value, list) else [value]
+    if not entries or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in entries):
+        raise ValueError(f"{name}={value} must be an integer >= {low}, or a list of them, one per time window.")
 
 
 def check_full_batch(datamodule) -> None:
@@ -164,7 +182,8 @@ def advance_stage(module, batch=None) -> None:
     points have changed since it began (see the module docstring)."""
     trainer = module.trainer
     version = getattr(trainer.datamodule, "pool_version", 0)
-    if module.stage == "adam" and trainer.global_step >= module.stage_start() + module.lbfgs.start_step:
+    window = 0 if module.marching is None else module.marching.current
+    if module.stage == "adam" and trainer.global_step >= module.stage_start() + module.lbfgs.start_in(window):
         check_full_batch(trainer.datamodule)
         if module.lbfgs.float64 and module.dtype != torch.float64:
             if trainer.world_size > 1:  # DDP's gradient buckets keep the dtype they were built with

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from pinn.physics.fields import Fields
 from pinn.physics.splines import GridSpline, nodes_of, spline_coefficients
-from pinn.training.stages import StallWatch, switch_optimizers
+from pinn.training.stages import StallWatch, check_steps, per_window, switch_optimizers
 
 ComputeFields = Callable[[nn.Module, Tensor, str], Fields]  # (net, points, order) -> Fields
 
@@ -54,9 +54,9 @@ class TimeWindows:
 
     Args:
         count: Consecutive windows of equal length the time interval is split into (1: one network for all of it).
-        steps: Training steps of each window but the last, which trains until ``trainer.max_steps``. An L-BFGS stage
-            (``model.lbfgs``) starts ``lbfgs.start_step`` steps into each window, and each window starts with a fresh
-            optimizer (and scheduler).
+        steps: Training steps of each window but the last, which trains until ``trainer.max_steps``; or a list,
+            one entry per window, the last repeating. An L-BFGS stage (``model.lbfgs``) starts ``lbfgs.start_step``
+            steps into each window, and each window starts with a fresh optimizer (and scheduler).
         exact_initial: Build each window's initial displacement and velocity into the output, so they hold exactly
             (the ``ic_disp`` and ``ic_vel`` terms are then dropped).
         ramp: With ``exact_initial``: the time over which the network takes over from the initial state's Taylor
@@ -64,15 +64,14 @@ class TimeWindows:
     """
 
     count: int = 1
-    steps: int = 2000
+    steps: int | list[int] = 2000
     exact_initial: bool = False
     ramp: float = 0.25
 
     def __post_init__(self) -> None:
-        for name in ("count", "steps"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"model.windows.{name}={value} must be an integer >= 1.")
+        if not (isinstance(self.count, int) and self.count >= 1):
+            raise ValueError(f"model.windows.count={self.count} must be an integer >= 1.")
+        check_steps(self.steps, "model.windows.steps", 1)
         if not (0 < self.ramp <= 1):
             raise ValueError(f"model.windows.ramp={self.ramp} must be in (0, 1] (a fraction of the window).")
 
@@ -189,7 +188,7 @@ class Marching(nn.Module):
         """Whether the current window is done at global step ``step`` (its steps are up, or it stalled)."""
         if self.current + 1 >= self.settings.count:
             return False
-        return self._ended or step >= self._started_at + self.settings.steps
+        return self._ended or step >= self._started_at + per_window(self.settings.steps, self.current)
 
     def finish_early(self) -> None:
         """End the current window at the next step (its optimizer has stalled)."""
