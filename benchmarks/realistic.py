@@ -10,7 +10,8 @@ The error is split: the same scores against the reference computed with the PINN
 (``reference.absorbing: first_order``) tell the training error on the PINN's own problem, and that reference against
 the unbounded-medium one (C-PML) tells what the boundary model alone costs. A last table checks the reference
 itself: P and S plane waves started from their exact state, against the closed form, on three grids. Another table
-gives each time window's PDE residual on fresh points (:func:`window_residuals`). With ``--window-split`` each time
+gives each time window's PDE residual on fresh points (:func:`window_residuals`), and another how fast each window's
+error varies in time against the field (:func:`window_time_scales`). With ``--window-split`` each time
 window after the first is also trained alone from the reference's own state at its start (:func:`exact_start`): its
 error then is the window's own training error, and the rest of the chained run's error in that window is what it
 inherits from the windows before. Run from the repository root:
@@ -86,7 +87,8 @@ def score(name: str, model, dm) -> dict:
     return {"slices": slice_errors(model, dm, dm.problem.truth),
             "first_order": slice_errors(model, dm, first_order.displacement_at),
             "boundary_model": boundary_model(dm, first_order.displacement_at),
-            "residuals": window_residuals(model)}
+            "residuals": window_residuals(model),
+            "time_scales": window_time_scales(model, dm.problem.solution())}
 
 
 def exact_start(name: str, save_dir: str, max_steps: int | None = None) -> list[dict]:
@@ -147,6 +149,36 @@ def window_residuals(model, n: int = 8192, seed: int = 0) -> list[dict]:
         rows.append({"window": k, "loss": float((r**2).sum(-1).mean()) / force**2,
                      "inertia": float((inertia**2).sum(-1).mean()) / force**2,
                      "relative": float(r.norm() / inertia.norm())})
+    return rows
+
+
+def window_time_scales(model, reference, n: int = 61, nt: int = 9) -> list[dict]:
+    """How fast each time window's error varies in time, against the field: on an n x n x nt grid of the scored box
+    in each window, the relative error of the displacement and of the velocity, and ||e_v|| / (omega ||e_u||) beside
+    ||v|| / (omega ||u||), with omega = 1 / T the dominant angular frequency of the scales. An error that oscillates
+    like the field has the field's ratio; a smaller ratio is an error slower than the waves, which the residual,
+    scaled at omega, penalises by (omega' / omega)^2 only."""
+    problem, marching = model.problem, model.marching
+    box = problem.scored_domain
+    starts = [problem.domain.t[0]] if marching is None else [marching.start(k) for k in range(marching.current + 1)]
+    length = problem.domain.t[1] - starts[0] if marching is None else marching.delta
+    omega = 1.0 / model.scales.time
+    rows = []
+    for k, start in enumerate(starts):
+        x = torch.linspace(*box.x, n, dtype=torch.float64)
+        y = torch.linspace(*box.y, n, dtype=torch.float64)
+        t = torch.linspace(start, start + length, nt + 1, dtype=torch.float64)[1:]  # not the window's initial state
+        xyt = torch.stack(torch.meshgrid(x, y, t, indexing="ij"), -1).reshape(-1, 3)
+        u, v = [], []
+        for part in xyt.split(8192):
+            f = model.fields(part.to(model.device, model.dtype), "velocity", window=k)
+            u.append(f.displacement.detach().double().cpu())
+            v.append(f.velocity.detach().double().cpu())
+        u, v = torch.cat(u), torch.cat(v)
+        ru, rv = reference.displacement_at(xyt).double(), reference.velocity_at(xyt).double()
+        eu, ev = (u - ru).norm(), (v - rv).norm()
+        rows.append({"window": k, "displacement": float(eu / ru.norm()), "velocity": float(ev / rv.norm()),
+                     "error_rate": float(ev / (omega * eu)), "field_rate": float(rv.norm() / (omega * ru.norm()))})
     return rows
 
 
@@ -253,6 +285,14 @@ def main() -> None:
     for r in rows:
         for w in r["residuals"]:
             print(f"| {r['name']} | {w['window']} | {w['loss']:.2e} | {w['inertia']:.2e} | {w['relative']:.3f} |")
+    print("\nHow fast the error varies in time: the displacement's and the velocity's relative error per window, and "
+          "||e_v|| / (omega ||e_u||) against the field's ||v|| / (omega ||u||) (smaller: an error slower than the waves)")
+    print("| config | window | displacement error | velocity error | error: v / (omega u) | field: v / (omega u) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for w in r["time_scales"]:
+            print(f"| {r['name']} | {w['window']} | {w['displacement']:.3f} | {w['velocity']:.3f} | "
+                  f"{w['error_rate']:.2f} | {w['field_rate']:.2f} |")
     for r in rows:
         slices = r["slices"]["slices"]
         print(f"\n{r['name']}: relative L2 error per time slice of the validation grid")
