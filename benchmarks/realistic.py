@@ -243,6 +243,16 @@ def smoothing_cost(name: str, widths: tuple[float, ...]) -> list[tuple[float, fl
     return rows
 
 
+def window_table(rows: list[dict], key: str, title: str, columns: tuple[str, ...], cells) -> None:
+    """Print a table with one row per config and time window of ``row[key]``, the cells from ``cells(window)``."""
+    print(f"\n{title}")
+    print("| config | window | " + " | ".join(columns) + " |")
+    print("|---|---:|" + "---:|" * len(columns))
+    for r in rows:
+        for w in r[key]:
+            print(f"| {r['name']} | {w['window']} | " + " | ".join(cells(w)) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
@@ -278,21 +288,16 @@ def main() -> None:
         f, b = r["first_order"], r["boundary_model"]
         print(f"| {r['name']} | {f['window']:.3e} | {f['worst']:.3e} | {f['end']:.3e} | {b['window']:.3e} | "
               f"{b['worst']:.3e} | {b['end']:.3e} |")
-    print("\nThe residual of each time window on fresh points: mean |r|^2 / F^2 (train/loss_pde's measure), the same "
-          "of rho u_tt, and ||r|| / ||rho u_tt||")
-    print("| config | window | loss_pde on fresh points | inertia | residual / inertia |")
-    print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        for w in r["residuals"]:
-            print(f"| {r['name']} | {w['window']} | {w['loss']:.2e} | {w['inertia']:.2e} | {w['relative']:.3f} |")
-    print("\nHow fast the error varies in time: the displacement's and the velocity's relative error per window, and "
-          "||e_v|| / (omega ||e_u||) against the field's ||v|| / (omega ||u||) (smaller: an error slower than the waves)")
-    print("| config | window | displacement error | velocity error | error: v / (omega u) | field: v / (omega u) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        for w in r["time_scales"]:
-            print(f"| {r['name']} | {w['window']} | {w['displacement']:.3f} | {w['velocity']:.3f} | "
-                  f"{w['error_rate']:.2f} | {w['field_rate']:.2f} |")
+    window_table(rows, "residuals", "The residual of each time window on fresh points: mean |r|^2 / F^2 "
+                 "(train/loss_pde's measure), the same of rho u_tt, and ||r|| / ||rho u_tt||",
+                 ("loss_pde on fresh points", "inertia", "residual / inertia"),
+                 lambda w: (f"{w['loss']:.2e}", f"{w['inertia']:.2e}", f"{w['relative']:.3f}"))
+    window_table(rows, "time_scales", "How fast the error varies in time: the displacement's and the velocity's "
+                 "relative error per window, and ||e_v|| / (omega ||e_u||) against the field's ||v|| / (omega ||u||) "
+                 "(smaller: an error slower than the waves)",
+                 ("displacement error", "velocity error", "error: v / (omega u)", "field: v / (omega u)"),
+                 lambda w: (f"{w['displacement']:.3f}", f"{w['velocity']:.3f}", f"{w['error_rate']:.2f}",
+                            f"{w['field_rate']:.2f}"))
     for r in rows:
         slices = r["slices"]["slices"]
         print(f"\n{r['name']}: relative L2 error per time slice of the validation grid")
