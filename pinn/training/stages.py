@@ -62,7 +62,7 @@ class LBFGSStage:
     Args:
         start_step: Global step at which L-BFGS replaces the first optimizer (Adam), >= 0; with time windows,
             steps into each window, or a list, one entry per window, the last repeating for the windows after it
-            (``[1400, 100]``: a later window starts from the previous window's network and needs little of Adam).
+            (``[1400, 100]``: 1400 steps into the first window, 100 into each later one).
         lr: Initial step length of each line search (1 is the natural step of a quasi-Newton method).
         max_iter: Iterations per training step (default 20 for L-BFGS, 1 for Levenberg-Marquardt); checkpoints,
             validation and logging count training steps.
