@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 
-
 class Residuals(Protocol):
     """What the optimizer minimises |r|^2 of: the rows r ``(M,)`` and the rows with their Jacobian ``(M, P)``, columns
     in the order of the optimizer's parameters (flattened), both at the current parameters."""

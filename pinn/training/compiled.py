@@ -162,7 +162,8 @@ def decide_compile(model, max_steps: int) -> CompiledKernel | None:
         return None
     use, why = True, f"model.compile is {str(mode).lower()}"
     lbfgs = model.lbfgs
-    n = loss_evaluations(max_steps, None if lbfgs is None else lbfgs.start_in(0), 1 if lbfgs is None else lbfgs.max_iter)
+    n = loss_evaluations(max_steps, None if lbfgs is None else lbfgs.start_in(0),
+                         1 if lbfgs is None else lbfgs.max_iter)
     if model.engine == "autograd" or not taylor_applies(model.net):
         use, why = False, "the Taylor engine does not apply, and only its streams are compiled"
     elif mode == "auto" and compiler_missing(model.device):

@@ -51,7 +51,6 @@ from torch import nn
 from pinn.optim.levenberg_marquardt import LevenbergMarquardt, check_settings
 from pinn.training.gauss_newton import LossRows
 
-
 LARGE = 6000  # trained weights above which Levenberg-Marquardt's dense normal matrix warns of its cost
 
 
