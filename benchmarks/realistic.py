@@ -125,15 +125,22 @@ def exact_start(name: str, save_dir: str, max_steps: int | None = None) -> list[
     return rows
 
 
+def trained_windows(model) -> tuple[list[float], float]:
+    """The start of each time window trained so far and the windows' length (the whole interval without windows)."""
+    problem, marching = model.problem, model.marching
+    if marching is None:
+        return [problem.domain.t[0]], problem.domain.t[1] - problem.domain.t[0]
+    return [marching.start(k) for k in range(marching.current + 1)], marching.delta
+
+
 def window_residuals(model, n: int = 8192, seed: int = 0) -> list[dict]:
     """The PDE residual of each time window on ``n`` fresh uniform points of the training box (not the points it was
     trained on): the mean of |r|^2 / F^2 (what ``train/loss_pde`` is on the training points), the same of the inertia
     term rho u_tt (how strong the wave still is), and their ratio as norms, ||r|| / ||rho u_tt||. The error a window
     adds grows like its residual integrated in time (Duhamel), so the ratio says how well each window solves its own
     equation, whatever the wavefield's amplitude."""
-    problem, marching = model.problem, model.marching
-    starts = [problem.domain.t[0]] if marching is None else [marching.start(k) for k in range(marching.current + 1)]
-    length = problem.domain.t[1] - starts[0] if marching is None else marching.delta
+    problem = model.problem
+    starts, length = trained_windows(model)
     generator = torch.Generator().manual_seed(seed)
     lower, upper = (torch.tensor(b, dtype=torch.float64) for b in (problem.domain.lower, problem.domain.upper))
     force = model.scales.force_density
@@ -156,12 +163,10 @@ def window_time_scales(model, reference, n: int = 61, nt: int = 9) -> list[dict]
     """How fast each time window's error varies in time, against the field: on an n x n x nt grid of the scored box
     in each window, the relative error of the displacement and of the velocity, and ||e_v|| / (omega ||e_u||) beside
     ||v|| / (omega ||u||), with omega = 1 / T the dominant angular frequency of the scales. An error that oscillates
-    like the field has the field's ratio; a smaller ratio is an error slower than the waves, which the residual,
-    scaled at omega, penalises by (omega' / omega)^2 only."""
-    problem, marching = model.problem, model.marching
-    box = problem.scored_domain
-    starts = [problem.domain.t[0]] if marching is None else [marching.start(k) for k in range(marching.current + 1)]
-    length = problem.domain.t[1] - starts[0] if marching is None else marching.delta
+    like the field has the field's ratio; a smaller ratio is an error slower than the waves, which the residual, scaled
+    at omega, penalises weakly where it is also smooth in space (docs/benchmarks.md)."""
+    box = model.problem.scored_domain
+    starts, length = trained_windows(model)
     omega = 1.0 / model.scales.time
     rows = []
     for k, start in enumerate(starts):
