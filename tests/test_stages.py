@@ -16,7 +16,7 @@ from pinn.training.balancing import Balancer, GradNormBalancing
 from pinn.training.data import ElasticDataModule
 from pinn.training.module import ElasticPINN
 from pinn.training.resampling import ResidualResampling
-from pinn.training.stages import LBFGSStage
+from pinn.training.stages import LBFGSStage, clear_history
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,6 +99,42 @@ def test_lbfgs_history_starts_afresh_when_the_points_change(tmp_path):
     k = changed[0]  # the points changed at the end of step k
     assert history.pairs[k] >= 3 and history.pairs[k] > history.pairs[3]  # pairs accumulate (2 iterations a step)
     assert history.pairs[k + 1] <= 1  # a fresh start: one step of 2 iterations makes at most one pair
+
+
+def test_kept_pairs_survive_a_change_of_loss_without_a_mixed_pair():
+    """``keep_history``: on quadratics 0.5 x'Ax - b'x sharing A, a change of b (new points, the same curvature) keeps
+    the pairs, every stored pair stays a true one (y = A s; a pair spanning the change would be off by b1 - b2), and
+    the kept curvature reaches the new minimum far sooner than a fresh start."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
+    a = q @ torch.diag(torch.logspace(0, 2, 12, dtype=torch.float64)) @ q.T
+    b1, b2 = torch.randn(12, generator=g, dtype=torch.float64), torch.randn(12, generator=g, dtype=torch.float64)
+    errors = {}
+    for keep in (True, False):
+        x = torch.zeros(12, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([x], max_iter=1, history_size=30, line_search_fn="strong_wolfe")
+
+        def run(b, n):
+            def closure():
+                opt.zero_grad()
+                f = 0.5 * x @ a @ x - b @ x
+                f.backward()
+                return f
+            for _ in range(n):
+                opt.step(closure)
+
+        run(b1, 25)
+        pairs = len(opt.state[x]["old_dirs"])
+        clear_history(opt, keep_pairs=keep)
+        run(b2, 1)
+        state = opt.state[x]
+        if keep:
+            assert len(state["old_dirs"]) == pairs >= 12  # kept, and the step across the change stored none
+        run(b2, 3)
+        for y, s in zip(state["old_dirs"], state["old_stps"]):
+            torch.testing.assert_close(y, a @ s, rtol=1e-8, atol=1e-10)
+        errors[keep] = float(torch.linalg.norm(x.detach() - torch.linalg.solve(a, b2)))
+    assert errors[True] < 1e-3 * errors[False]
 
 
 def test_lbfgs_needs_full_batches(tmp_path):

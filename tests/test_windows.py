@@ -115,12 +115,34 @@ def test_training_times_map_into_the_current_window():
     assert marching.window_of(torch.tensor([0.25, 0.65, 0.95])).tolist() == [0, 2, 2]  # clamped to the current
 
 
+def test_an_overlapping_window_trains_past_the_next_windows_start():
+    """``overlap: 0.5`` on [0.2, 1.0] in 4 windows of 0.2: the third window trains on [0.6, 0.9], its network reads
+    that interval on [-1, 1], and each time is still routed to the window it falls in (0.65 and 0.75 to the third, 0.85
+    to the fourth once it trains)."""
+    net = MLP((0.0, 0.0, 0.2), (1.0, 1.0, 1.0), width=8, depth=1)
+    marching = Marching(net, (0.2, 1.0), TimeWindows(count=4, steps=1, overlap=0.5))
+    torch.testing.assert_close(net.center[2], torch.tensor(0.35))
+    torch.testing.assert_close(net.scale[2], torch.tensor(2 / 0.3))
+    for _ in range(2):
+        marching.advance(net, compute_fields, 1)
+    xyt = torch.tensor([[0.1, 0.2, 0.2], [0.3, 0.4, 1.0], [0.5, 0.6, 0.6]], dtype=F64)
+    torch.testing.assert_close(marching.to_current(xyt)[:, 2], torch.tensor([0.6, 0.9, 0.75], dtype=F64))
+    torch.testing.assert_close(net.center[2], torch.tensor(0.75))  # [0.6, 0.9] on [-1, 1]
+    torch.testing.assert_close((torch.tensor([0.6, 0.9]) - net.center[2]) * net.scale[2], torch.tensor([-1.0, 1.0]))
+    assert marching.window_of(torch.tensor([0.65, 0.75, 0.85])).tolist() == [2, 2, 2]
+    marching.advance(net, compute_fields, 2)
+    assert marching.window_of(torch.tensor([0.65, 0.75, 0.85])).tolist() == [2, 2, 3]
+
+
 def test_window_settings_are_checked():
     with pytest.raises(ValueError, match="model.windows.count=0"):
         TimeWindows(count=0)
     for bad in (0, [], [3, 0], [2.5]):
         with pytest.raises(ValueError, match=r"model.windows.steps=.* one per time window"):
             TimeWindows(count=2, steps=bad)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=rf"model.windows.overlap={bad} must be in \[0, 1\]"):
+            TimeWindows(count=2, overlap=bad)
     with pytest.raises(ValueError, match=r"model.lbfgs.start_step=\[-1\]"):
         LBFGSStage(start_step=[-1])
 

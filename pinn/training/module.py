@@ -150,8 +150,8 @@ class ElasticPINN(L.LightningModule):
         self.causal = settings(hp, "causal", Causal, causal)
         self.causal_weights: Tensor | None = None  # of the last step, for logging
         self.windows = settings(hp, "windows", TimeWindows, windows)
-        uses_windows = self.windows is not None and (self.windows.count > 1 or self.windows.exact_initial)
-        self.marching = Marching(self.net, self.problem.domain.t, self.windows) if uses_windows else None
+        marching = Marching.needed(self.windows)
+        self.marching = Marching(self.net, self.problem.domain.t, self.windows) if marching else None
         self.stall = StallWatch()
         shots.check_shots(self)
 

@@ -19,8 +19,11 @@ How the stage fits the rest of a run:
   for bit.
 - **Changing points.** The curvature pairs are differences of gradients of one loss function. When the points
   change (adaptive resampling, RAR-D growth) the loss function changes with them, so the stage starts afresh: its
-  history is cleared and the next step begins with a steepest-descent step. Mini-batches would change the loss at
-  every step, so the stage needs full batches.
+  history is cleared and the next step begins with a steepest-descent step. With ``keep_history`` only the pair
+  that would span the change is dropped: a fresh draw from the same distribution changes the loss's curvature
+  little, so the pairs of the old points still give a quasi-Newton direction, and the points can be redrawn often
+  without starting the stage over. Mini-batches would change the loss at every step, so the stage needs full
+  batches.
 - **Fixed objective.** The line search compares losses of one function; adaptive loss weights are frozen while
   this stage runs (they keep the values they had when Adam stopped).
 - **float64.** With ``float64: true`` the stage runs in double precision: at the switch the network (and any
@@ -82,6 +85,8 @@ class LBFGSStage:
             suits networks of a few thousand weights. ``lr``, ``max_eval``, ``history_size``, ``line_search`` and
             the tolerances are L-BFGS's only.
         damping: Levenberg-Marquardt's initial damping (> 0); it then adapts and is saved in checkpoints.
+        keep_history: When the points are redrawn, keep the curvature pairs and drop only the pair that would span
+            the change of points (see *Changing points* in the module docstring), instead of starting afresh.
     """
 
     start_step: int | list[int] = 0
@@ -98,6 +103,7 @@ class LBFGSStage:
     refreshes: int = 3
     method: Literal["lbfgs", "levenberg_marquardt"] = "lbfgs"
     damping: float = 1e-3
+    keep_history: bool = False
 
     def __post_init__(self) -> None:
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
@@ -168,10 +174,18 @@ def check_full_batch(datamodule) -> None:
                          "data.batch_size to null (L-BFGS builds its curvature model from one fixed loss function).")
 
 
-def clear_history(optimizer: torch.optim.Optimizer) -> None:
+def clear_history(optimizer: torch.optim.Optimizer, keep_pairs: bool = False) -> None:
     """Forget the curvature pairs and previous step, as if L-BFGS started now (the points have changed);
-    Levenberg-Marquardt keeps no history of the points, only its damping."""
-    if isinstance(optimizer, torch.optim.LBFGS):
+    Levenberg-Marquardt keeps no history of the points, only its damping. With ``keep_pairs`` the pairs stay and
+    only the next one, whose gradient difference would mix the two loss functions, is skipped: torch's L-BFGS stores
+    a pair (y, s) = (g_new - g_prev, t d) only when y . s > 1e-10, so a zero last direction d skips it, and the next
+    direction comes from the kept pairs."""
+    if not isinstance(optimizer, torch.optim.LBFGS):
+        return
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    if keep_pairs and state.get("d") is not None:
+        state["d"].zero_()
+    else:
         optimizer.state.clear()
 
 
@@ -193,7 +207,7 @@ def advance_stage(module, batch=None) -> None:
         switch_optimizers(trainer, module.lbfgs.optimizer(module.trained_parameters(), module))
         module.stage, module.pool_version = "lbfgs", version
     elif module.stage == "lbfgs" and version != module.pool_version:
-        clear_history(trainer.optimizers[0])
+        clear_history(trainer.optimizers[0], module.lbfgs.keep_history)
         module.pool_version = version
     if module.stage == "lbfgs" and isinstance(trainer.optimizers[0], LevenbergMarquardt):
         trainer.optimizers[0].residuals.batch = batch  # its rows are this step's points

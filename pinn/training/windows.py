@@ -61,12 +61,16 @@ class TimeWindows:
             (the ``ic_disp`` and ``ic_vel`` terms are then dropped).
         ramp: With ``exact_initial``: the time over which the network takes over from the initial state's Taylor
             start, as a fraction of the window's length.
+        overlap: Each window trains on [t_k, t_k + (1 + overlap) Delta], past the time the next window takes over
+            (and the last past t1), so that the state it hands over, and the end of the interval, lie inside its
+            training interval rather than at its edge, where a network trained over an interval fits least well.
     """
 
     count: int = 1
     steps: int | list[int] = 2000
     exact_initial: bool = False
     ramp: float = 0.25
+    overlap: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.count, int) and self.count >= 1):
@@ -74,6 +78,8 @@ class TimeWindows:
         check_steps(self.steps, "model.windows.steps", 1)
         if not (0 < self.ramp <= 1):
             raise ValueError(f"model.windows.ramp={self.ramp} must be in (0, 1] (a fraction of the window).")
+        if not (isinstance(self.overlap, (int, float)) and 0 <= self.overlap <= 1):
+            raise ValueError(f"model.windows.overlap={self.overlap} must be in [0, 1] (a fraction of the window).")
 
 
 def exact_initial_fields(state: dict[str, Tensor], n: Fields, tau: Tensor, ramp: float, order: str) -> Fields:
@@ -134,12 +140,13 @@ class Marching(nn.Module):
         self.finished = nn.ModuleList(copy.deepcopy(net) for _ in range(windows.count - 1))
         for p in self.finished.parameters():
             p.requires_grad_(False)
-        if windows.count > 1 and hasattr(net, "center"):
-            # each window's network reads its own window's time on [-1, 1], so a window keeps the time resolution a
-            # network over one window would have
+        self.span = self.delta * (1 + windows.overlap)  # the time each window trains over
+        if (windows.count > 1 or windows.overlap > 0) and hasattr(net, "center"):
+            # each window's network reads its own training interval on [-1, 1], so a window keeps the time
+            # resolution a network over one window would have
             with torch.no_grad():
-                net.scale[2] *= windows.count
-                net.center[2] = self.start(0) + self.delta / 2
+                net.scale[2] *= (self.t1 - self.t0) / self.span
+                net.center[2] = self.start(0) + self.span / 2
         self.register_buffer("index", torch.zeros((), dtype=torch.long))
         self.register_buffer("started_at", torch.zeros((), dtype=torch.long))  # global step the window began at
         self.register_buffer("ended", torch.zeros((), dtype=torch.bool))  # its stage stalled: move on now
@@ -151,6 +158,11 @@ class Marching(nn.Module):
         self.register_load_state_dict_post_hook(lambda module, keys: module.refresh())
         # Python copies of what the buffers hold, read every step without a device sync
         self._current, self._started_at, self._ended, self._nodes = 0, 0, False, None
+
+    @staticmethod
+    def needed(windows: TimeWindows | None) -> bool:
+        """Whether the settings need the windows' state: several windows, an exact initial state or an overlap."""
+        return windows is not None and (windows.count > 1 or windows.exact_initial or windows.overlap > 0)
 
     def refresh(self) -> None:
         """Update the Python copies of the window's index, start and end and of the spline nodes from the buffers
@@ -180,8 +192,9 @@ class Marching(nn.Module):
         return self.t0 + k * self.delta
 
     def to_current(self, xyt: Tensor) -> Tensor:
-        """Training points ``(N, 3)`` over [t0, t1] mapped into the current window (see the module docstring)."""
-        t = self.start(self.current) + (xyt[:, 2:] - self.t0) / self.settings.count
+        """Training points ``(N, 3)`` over [t0, t1] mapped into the current window's training interval, [t_k, t_k +
+        (1 + overlap) Delta] (see the module docstring)."""
+        t = self.start(self.current) + (xyt[:, 2:] - self.t0) * (self.span / (self.t1 - self.t0))
         return torch.cat([xyt[:, :2], t], dim=1)
 
     def due(self, step: int) -> bool:
