@@ -145,7 +145,7 @@ class Marching(nn.Module):
             # each window's network reads its own training interval on [-1, 1], so a window keeps the time
             # resolution a network over one window would have
             with torch.no_grad():
-                net.scale[2] *= (self.t1 - self.t0) / self.span
+                net.scale[2] *= windows.count / (1 + windows.overlap)
                 net.center[2] = self.start(0) + self.span / 2
         self.register_buffer("index", torch.zeros((), dtype=torch.long))
         self.register_buffer("started_at", torch.zeros((), dtype=torch.long))  # global step the window began at
@@ -194,7 +194,7 @@ class Marching(nn.Module):
     def to_current(self, xyt: Tensor) -> Tensor:
         """Training points ``(N, 3)`` over [t0, t1] mapped into the current window's training interval, [t_k, t_k +
         (1 + overlap) Delta] (see the module docstring)."""
-        t = self.start(self.current) + (xyt[:, 2:] - self.t0) * (self.span / (self.t1 - self.t0))
+        t = self.start(self.current) + (xyt[:, 2:] - self.t0) * (1 + self.settings.overlap) / self.settings.count
         return torch.cat([xyt[:, :2], t], dim=1)
 
     def due(self, step: int) -> bool:
