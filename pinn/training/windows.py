@@ -9,10 +9,10 @@ solution over the whole interval is the piecewise one and no single network carr
 interval.
 
 The data module keeps sampling the whole interval; the model maps each training point's time affinely into the
-current window (t -> t_k + (t - t0) Delta / (t1 - t0)), so pools, resampling and their checkpoints are the same
-with or without windows, and the initial pool at t0 lands on t_k. Each window's network maps its own window's time
-onto [-1, 1] (as a network over that window alone would), so the next window starts from the previous weights
-shifted by one window in time.
+current window (t -> t_k + (t - t0) (1 + overlap) Delta / (t1 - t0); with ``overlap`` > 0 a window trains past the
+next window's start), so pools, resampling and their checkpoints are the same with or without windows, and the
+initial pool at t0 lands on t_k. Each window's network maps its own training interval onto [-1, 1] (as a network
+over that window alone would), so the next window starts from the previous weights shifted by one window in time.
 
 **Exact initial state** (Lagaris, Likas & Fotiadis 1998; Sun et al. 2020 for wave problems): with
 ``exact_initial``, the displacement of window k is
