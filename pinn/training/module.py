@@ -150,8 +150,8 @@ class ElasticPINN(L.LightningModule):
         self.causal = settings(hp, "causal", Causal, causal)
         self.causal_weights: Tensor | None = None  # of the last step, for logging
         self.windows = settings(hp, "windows", TimeWindows, windows)
-        marching = Marching.needed(self.windows)
-        self.marching = Marching(self.net, self.problem.domain.t, self.windows) if marching else None
+        needed = Marching.needed(self.windows)
+        self.marching = Marching(self.net, self.problem.domain.t, self.windows) if needed else None
         self.stall = StallWatch()
         shots.check_shots(self)
 

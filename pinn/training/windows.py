@@ -141,11 +141,13 @@ class Marching(nn.Module):
         for p in self.finished.parameters():
             p.requires_grad_(False)
         self.span = self.delta * (1 + windows.overlap)  # the time each window trains over
+        # training times over [t0, t1] map onto a window's training interval by this factor, span / (t1 - t0)
+        self.stretch = (1 + windows.overlap) / windows.count
         if (windows.count > 1 or windows.overlap > 0) and hasattr(net, "center"):
             # each window's network reads its own training interval on [-1, 1], so a window keeps the time
             # resolution a network over one window would have
             with torch.no_grad():
-                net.scale[2] *= windows.count / (1 + windows.overlap)
+                net.scale[2] /= self.stretch
                 net.center[2] = self.start(0) + self.span / 2
         self.register_buffer("index", torch.zeros((), dtype=torch.long))
         self.register_buffer("started_at", torch.zeros((), dtype=torch.long))  # global step the window began at
@@ -194,7 +196,7 @@ class Marching(nn.Module):
     def to_current(self, xyt: Tensor) -> Tensor:
         """Training points ``(N, 3)`` over [t0, t1] mapped into the current window's training interval, [t_k, t_k +
         (1 + overlap) Delta] (see the module docstring)."""
-        t = self.start(self.current) + (xyt[:, 2:] - self.t0) * (1 + self.settings.overlap) / self.settings.count
+        t = self.start(self.current) + (xyt[:, 2:] - self.t0) * self.stretch
         return torch.cat([xyt[:, :2], t], dim=1)
 
     def due(self, step: int) -> bool:
