@@ -10,6 +10,7 @@ import os
 import random
 import re
 import sys
+import time
 import zipfile
 from argparse import Namespace
 from collections import OrderedDict
@@ -186,6 +187,42 @@ def test_a_killed_writers_temporary_file_is_cleared_and_never_read(tmp_path):
     stale.write_bytes(b"half a checkpo")
     save_checkpoint(sample_checkpoint(), path)
     assert not stale.exists() and load_checkpoint(path)["global_step"] == 7
+
+
+@pytest.mark.skipif(os.name != "posix", reason="looks processes up by pid, which is POSIX")
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    """Two runs computing the same reference write the same file at once: neither may delete the other's
+    temporary file (the second's rename would fail), while a dead writer's is cleared."""
+    import subprocess
+
+    from pinn.problems import files
+
+    path = tmp_path / "ref.npz"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".ref.npz.{writer.pid}.cafe0001.{files._HOST}.tmp"
+        live.write_bytes(b"being written")
+        files.atomic_write(path, b"one")
+        assert live.exists() and path.read_bytes() == b"one"
+    finally:
+        writer.kill()
+        writer.wait()
+    files.atomic_write(path, b"two")
+    assert not live.exists() and path.read_bytes() == b"two"
+
+
+def test_another_machines_temporary_file_is_cleared_only_once_old(tmp_path):
+    from pinn.problems import files
+
+    path = tmp_path / "ref.npz"
+    other = tmp_path / ".ref.npz.4242.cafe0002.node17_cluster.tmp"  # a writer on a shared filesystem
+    other.write_bytes(b"being written")
+    files.atomic_write(path, b"one")
+    assert other.exists()
+    old = time.time() - files.ABANDONED_AFTER_S - 60
+    os.utime(other, (old, old))
+    files.atomic_write(path, b"two")
+    assert not other.exists() and path.read_bytes() == b"two"
 
 
 # ---- fit to the model ---------------------------------------------------------------------------------------
