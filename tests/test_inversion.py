@@ -136,6 +136,35 @@ def test_field_gradients_match_finite_differences_and_stay_physical():
     assert set(trained_quantities(f)) == {"mu", "lam"}
 
 
+def test_field_goes_on_beyond_its_nodes_as_its_edge_values():
+    """A padded box trains the map of the scored box: outside the outer nodes the map is its edge value, constant
+    across the edge, so its gradient there is zero (finite differences of the values agree)."""
+    f = field(train=("mu", "lam"))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in f.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    # beyond each edge and each corner, by up to half the box
+    inside = points(40, seed=6)
+    outside = torch.cat([inside + torch.tensor([dx, dy], dtype=torch.float64)
+                         for dx, dy in ((-150.0, 0.0), (150.0, 0.0), (0.0, -60.0), (0.0, 60.0), (-150.0, 60.0))])
+    clamped = torch.stack([outside[:, 0].clamp(*DOMAIN.x), outside[:, 1].clamp(*DOMAIN.y)], 1)
+    v, edge = f.at(outside), f.at(clamped)
+    beyond_x = (outside[:, 0] < DOMAIN.x[0]) | (outside[:, 0] > DOMAIN.x[1])
+    beyond_y = (outside[:, 1] < DOMAIN.y[0]) | (outside[:, 1] > DOMAIN.y[1])
+    assert bool(beyond_x.any() and beyond_y.any())
+    for name in ("lam", "mu"):
+        torch.testing.assert_close(getattr(v, name), getattr(edge, name), rtol=1e-12, atol=0)
+        assert bool((getattr(v, f"{name}_x")[beyond_x] == 0).all() and (getattr(v, f"{name}_y")[beyond_y] == 0).all())
+    h = 1e-3
+    for k, d, beyond in ((0, "x", beyond_x), (1, "y", beyond_y)):
+        step = torch.zeros(2, dtype=torch.float64)
+        step[k] = h
+        for name in ("lam", "mu"):
+            fd = (getattr(f.at(outside + step), name) - getattr(f.at(outside - step), name)) / (2 * h)
+            torch.testing.assert_close(getattr(v, f"{name}_{d}")[beyond], fd[beyond], rtol=0, atol=1e-3)
+
+
 def test_material_errors_against_an_inclusion():
     medium = Inclusion({"lam": 4.0e9, "mu": 2.0e9, "rho": 1200.0}, {"lam": 4.0e9, "mu": 6.0e9, "rho": 1200.0},
                        (100.0, 50.0), (20.0, 20.0))

@@ -94,7 +94,7 @@ class Survey:
 
     def __init__(self, problem, positions: Tensor, times: Tensor, vs_min: float, max_vel: float,
                  points_per_wavelength: float = 8.0, accuracy: int = 4, pml_width: int = 20) -> None:
-        d = problem.domain
+        d = problem.scored_domain  # its own C-PML stands for the medium beyond; a PINN's padding is not needed
         kinds = dict(zip(("bottom", "right", "top", "left"), problem.boundaries.kinds()))
         wrong = {e: kinds[e] for e in ("bottom", "right", "left") if kinds[e] != "absorbing"}
         if kinds["top"] not in ("absorbing", "free") or wrong:
@@ -248,10 +248,10 @@ def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tenso
     require_deepwave()
     start = time.perf_counter()
     material = TrainableLayers(unknowns) if isinstance(unknowns, LayerUnknowns) else \
-        TrainableField(unknowns, problem.domain)
+        TrainableField(unknowns, problem.scored_domain)
     params = list(material.parameters())
     with torch.no_grad():
-        probe = material.at(problem.domain.grid(41, 41, 1, torch.float32)[:, :2])
+        probe = material.at(problem.scored_domain.grid(41, 41, 1, torch.float32)[:, :2])
     vs_min, vp_max = float(probe.c_s.min()), float(probe.c_p.max())
     shots = []  # per shot: its survey, node positions, each sample's (position, time) index, data and mask
     for k, recorded in enumerate(observations if isinstance(observations, (list, tuple)) else [observations]):
@@ -286,5 +286,6 @@ def invert(problem, unknowns: LayerUnknowns | FieldUnknowns, observations: Tenso
     history: list[float] = []
     optimizer.step(closure)
     estimates = {k: float(v) for k, v in material.scalars().items()}
-    return FWIResult(estimates, _truth_errors(material, problem.medium, problem.domain), time.perf_counter() - start,
-                     evaluations, history, shots[0][0].h, shots[0][0].steps, material)
+    errors = _truth_errors(material, problem.medium, problem.scored_domain)
+    return FWIResult(estimates, errors, time.perf_counter() - start, evaluations, history, shots[0][0].h,
+                     shots[0][0].steps, material)

@@ -92,7 +92,7 @@ class MaterialMaps(_EveryNValidations):
     def render(self, pl_module: L.LightningModule, step: int) -> np.ndarray:
         """The figure as an ``(H, W, 3)`` uint8 image."""
         material, problem = pl_module.trainable_material, pl_module.problem
-        x, y, xy = material_grid(problem.domain, self.resolution)
+        x, y, xy = material_grid(problem.scored_domain, self.resolution)
         shape = (len(y), len(x))
         estimate = material.at(xy.to(pl_module.device, pl_module.dtype))
         truth = problem.medium.values(xy) if pl_module.truth_known() else None

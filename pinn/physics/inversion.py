@@ -212,7 +212,9 @@ class TrainableLayers(nn.Module):
 
 
 class TrainableField(nn.Module):
-    """The material map of :class:`FieldUnknowns` on the grid of nodes over ``domain`` (module docstring)."""
+    """The material map of :class:`FieldUnknowns` on the grid of nodes over ``domain`` (module docstring): the box the
+    problem is scored on, so that a padded box trains the same map, extended beyond its outer nodes by their values
+    (the medium goes on)."""
 
     def __init__(self, spec: FieldUnknowns, domain) -> None:
         super().__init__()
@@ -241,8 +243,9 @@ class TrainableField(nn.Module):
     def _interpolate(self, nodes: Tensor, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Bilinear interpolation of ``nodes`` ``(ny, nx)`` at ``xy`` ``(N, 2)``: value, d/dx, d/dy, each ``(N,)``."""
         ny, nx = nodes.shape
-        sx = ((xy[:, 0] - self.lower[0]) / self.cell[0]).clamp(0, nx - 1)
-        sy = ((xy[:, 1] - self.lower[1]) / self.cell[1]).clamp(0, ny - 1)
+        ux = (xy[:, 0] - self.lower[0]) / self.cell[0]
+        uy = (xy[:, 1] - self.lower[1]) / self.cell[1]
+        sx, sy = ux.clamp(0, nx - 1), uy.clamp(0, ny - 1)
         i = sx.detach().floor().clamp(max=nx - 2).long()
         j = sy.detach().floor().clamp(max=ny - 2).long()
         fx, fy = (sx - i).to(nodes.dtype), (sy - j).to(nodes.dtype)
@@ -250,6 +253,9 @@ class TrainableField(nn.Module):
         value = (1 - fx) * (1 - fy) * a00 + fx * (1 - fy) * a10 + (1 - fx) * fy * a01 + fx * fy * a11
         d_x = ((1 - fy) * (a10 - a00) + fy * (a11 - a01)) / self.cell[0]
         d_y = ((1 - fx) * (a01 - a00) + fx * (a11 - a10)) / self.cell[1]
+        # Beyond the outer nodes (a padded box) the map goes on as its edge value: constant across the edge.
+        d_x = d_x * ((ux >= 0) & (ux <= nx - 1)).to(d_x.dtype)
+        d_y = d_y * ((uy >= 0) & (uy <= ny - 1)).to(d_y.dtype)
         return value, d_x, d_y
 
     def _known(self, name: str, xy: Tensor) -> tuple[Tensor, Tensor, Tensor]:

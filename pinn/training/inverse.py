@@ -27,7 +27,7 @@ def trainable_medium(problem: Problem, unknowns: Unknowns):
     if unknowns.layers is not None:
         return TrainableLayers(unknowns.layers)
     if unknowns.field is not None:
-        return TrainableField(unknowns.field, problem.domain)
+        return TrainableField(unknowns.field, problem.scored_domain)
     return TrainableMaterial(problem.material, unknowns)
 
 

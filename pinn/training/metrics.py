@@ -119,7 +119,7 @@ def log_validation(model) -> None:
     model.log_dict({f"val/{k}": v.float() for k, v in values.items()}, sync_dist=True)
     model.val_metric.reset()
     if model.trainable_material is not None and model.truth_known():
-        errors = material_errors(model.trainable_material, model.problem.medium, model.problem.domain)
+        errors = material_errors(model.trainable_material, model.problem.medium, model.problem.scored_domain)
         model.log("inverse/rel_error", errors.pop("all"), sync_dist=True)
         model.log_dict({f"inverse/rel_error/{k}": v for k, v in errors.items()}, sync_dist=True)
 
