@@ -247,36 +247,6 @@ def test_inverse_scales_come_from_the_guess_not_the_truth(tmp_path):
     assert model.scales.density == pytest.approx(2100.0) and model.scales.displacement == 1e-5
 
 
-def test_absorbing_edges_give_the_material_no_gradient_and_a_free_surface_does(tmp_path):
-    """The dashpot models the medium beyond the box: the trained material reads it (the same misfit as with the
-    live estimate) but takes no gradient from it; a free surface, which is physics, gives one."""
-    from pinn.training.losses import boundary_misfit
-
-    model = ElasticPINN(wave_problem(tmp_path), width=8, depth=1,
-                        unknowns=Unknowns(layers=layer_spec(vp=[1800.0, 2600.0], vs=[1000.0, 1500.0]), start_step=0))
-    g = torch.Generator().manual_seed(7)
-    t = 0.1 * torch.rand(40, generator=g)
-    s = torch.rand(40, generator=g)
-    on = {"left": torch.stack([0 * s, 100.0 * s, t], 1), "bottom": torch.stack([200.0 * s, 0 * s, t], 1),
-          "right": torch.stack([200.0 + 0 * s, 100.0 * s, t], 1), "top": torch.stack([200.0 * s, 100.0 + 0 * s, t], 1)}
-    live = model.material_at  # the residual's material with its gradient, as on the interior points
-    for edge, xyt in on.items():
-        model.zero_grad()
-        miss = boundary_misfit(model, xyt)
-        miss.pow(2).sum().backward()
-        grads = [p.grad for p in model.trainable_material.parameters()]
-        moved = any(gr is not None and bool(gr.abs().sum() > 0) for gr in grads)
-        assert moved == (edge == "top"), edge
-        assert any(bool(p.grad.abs().sum() > 0) for p in model.net.parameters() if p.grad is not None), edge
-    # the same misfit as the condition with the live material: only the gradient is withheld
-    from pinn.physics.elasticity import absorbing_residual
-
-    xyt = on["left"]
-    f = model.fields(xyt, "gradient")
-    expected = absorbing_residual(f, live(xyt[:, :2]), model.problem.domain.outward_normal(xyt)) / model.scales.traction
-    torch.testing.assert_close(boundary_misfit(model, xyt), expected)
-
-
 class _Record(L.Callback):
     def __init__(self) -> None:
         self.raw: dict[int, torch.Tensor] = {}

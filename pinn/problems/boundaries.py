@@ -34,9 +34,6 @@ class Edge:
 
     kind: ClassVar[str]
     order: ClassVar[str] = "value"  # the derivatives the residual reads (pinn.networks.derivatives)
-    # Whether an inverse run's material takes a gradient from this condition: yes where the condition is physics
-    # (a free surface); no where it is a model of what lies beyond the box (see Absorbing).
-    informs_material: ClassVar[bool] = True
 
     def residual(self, fields: Fields, material, normal: Tensor | None, xyt: Tensor, problem, scales: Scales) -> Tensor:
         """Non-dimensional residual ``(N, 2)`` of the condition at boundary points ``xyt`` ``(N, 3)``.
@@ -119,15 +116,10 @@ class Absorbing(Edge):
     ``reference.absorbing`` says: ``pml``, a C-PML layer outside the edge (an unbounded medium); ``first_order``,
     the same dashpot on the edge (:meth:`~pinn.problems.devito_edges.EdgeEquations.dashpot`), so that the
     reference solves the PINN's own problem.
-
-    In an inverse run the condition reads the current estimate of the material but gives it no gradient: the
-    dashpot is a model of the medium beyond the edge, wrong for oblique waves, and with a gradient the optimizer
-    lowers its misfit by moving the material at the edge (a map's edge nodes, a layer's speeds) away from the truth.
     """
 
     kind: ClassVar[str] = "absorbing"
     order: ClassVar[str] = "gradient"
-    informs_material: ClassVar[bool] = False
 
     def residual(self, fields, material, normal, xyt, problem, scales) -> Tensor:
         return absorbing_residual(fields, material, normal) / scales.traction

@@ -10,7 +10,6 @@ from torch import Tensor
 from pinn.physics.device_cache import DeviceCache
 from pinn.physics.unknowns import NAMES
 from pinn.problems.closed_form import Problem
-from pinn.training.inverse import hold
 
 
 @dataclass
@@ -143,10 +142,9 @@ def boundary_misfit(model, xyt: Tensor) -> Tensor:
     if order == "gradient":
         normal, material = p.domain.outward_normal(xyt), model.material_at(xyt[:, :2])
     which = p.domain.edge_index(xyt)  # (N,)
-    held = None if material is None or model.trainable_material is None else hold(material, False)
     miss = None
     for k, edge in enumerate(dict.fromkeys(edges)):  # equal conditions once; a mask, not an index, keeps the shapes
-        r = edge.residual(f, material if edge.informs_material or held is None else held, normal, xyt, p, s)  # (N, 2)
+        r = edge.residual(f, material, normal, xyt, p, s)  # (N, 2)
         on = _edge_groups(edges, which.device)[k][which]  # (N,)
         miss = r if miss is None else torch.where(on[:, None], r, miss)
     return miss
