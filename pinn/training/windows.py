@@ -140,15 +140,14 @@ class Marching(nn.Module):
         self.finished = nn.ModuleList(copy.deepcopy(net) for _ in range(windows.count - 1))
         for p in self.finished.parameters():
             p.requires_grad_(False)
-        self.span = self.delta * (1 + windows.overlap)  # the time each window trains over
-        # training times over [t0, t1] map onto a window's training interval by this factor, span / (t1 - t0)
+        # training times over [t0, t1] map onto a window's training interval, (1 + overlap) Delta, by this factor
         self.stretch = (1 + windows.overlap) / windows.count
         if (windows.count > 1 or windows.overlap > 0) and hasattr(net, "center"):
             # each window's network reads its own training interval on [-1, 1], so a window keeps the time
             # resolution a network over one window would have
             with torch.no_grad():
                 net.scale[2] /= self.stretch
-                net.center[2] = self.start(0) + self.span / 2
+                net.center[2] = self.start(0) + self.delta * (1 + windows.overlap) / 2
         self.register_buffer("index", torch.zeros((), dtype=torch.long))
         self.register_buffer("started_at", torch.zeros((), dtype=torch.long))  # global step the window began at
         self.register_buffer("ended", torch.zeros((), dtype=torch.bool))  # its stage stalled: move on now
